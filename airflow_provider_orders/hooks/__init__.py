@@ -1,0 +1,1 @@
+"""Hooks of airflow-provider-orders: one module per API (datakitchen, ezcater)."""

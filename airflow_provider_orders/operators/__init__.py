@@ -1,0 +1,1 @@
+"""Operators of airflow-provider-orders: one module per API (datakitchen, ezcater)."""

@@ -1,0 +1,1 @@
+"""Sensors of airflow-provider-orders: one module per API (datakitchen, ezcater)."""

@@ -1,0 +1,1 @@
+"""Triggers of airflow-provider-orders: one module per API (datakitchen, ezcater)."""
