@@ -100,6 +100,18 @@ def get_provider_info() -> dict[str, Any]:
                         "label": "Verify TLS certificates",
                         "schema": {"type": ["boolean", "null"], "default": True},
                     },
+                    "max_retries": {
+                        "label": "Retries inside the hook",
+                        "description": "How many times a transient failure (429, 5xx, connection error) "
+                        "is retried inside one call before the task fails.",
+                        "schema": {"type": ["integer", "null"], "default": 5},
+                    },
+                    "retry_delay": {
+                        "label": "First retry delay (seconds)",
+                        "description": "Base of the exponential backoff between those retries; "
+                        "Retry-After from the API takes precedence.",
+                        "schema": {"type": ["number", "null"], "default": 1.0},
+                    },
                     "web_app_url": {
                         "label": "Web app URL (for links)",
                         "description": "Base URL of the DataKitchen web app; empty means the API base URL.",
@@ -146,6 +158,18 @@ def get_provider_info() -> dict[str, Any]:
                     "verify_ssl": {
                         "label": "Verify TLS certificates",
                         "schema": {"type": ["boolean", "null"], "default": True},
+                    },
+                    "max_retries": {
+                        "label": "Retries inside the hook",
+                        "description": "How many times a transient failure (429, 5xx, connection error) "
+                        "is retried inside one call before the task fails.",
+                        "schema": {"type": ["integer", "null"], "default": 5},
+                    },
+                    "retry_delay": {
+                        "label": "First retry delay (seconds)",
+                        "description": "Base of the exponential backoff between those retries; "
+                        "Retry-After from the API takes precedence.",
+                        "schema": {"type": ["number", "null"], "default": 1.0},
                     },
                     "client_name": {
                         "label": "Client name",
