@@ -276,6 +276,9 @@ class AdminError(Exception):
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # The stdlib default backlog of 5 stalls clients that open many connections at once (1,000
+    # deferred order waits in one triggerer, each poll a new HTTP/1.0 connection).
+    request_queue_size = 1024
     sandbox: SandboxServer
 
 
