@@ -1,0 +1,38 @@
+"""Extra link from a task to the DataKitchen web app's page of the order run it submitted or watched.
+
+How the URL reaches the UI (Airflow 3): the operator or sensor pushes the run's URL to the XCom key
+:data:`ORDER_RUN_URL_XCOM_KEY` as soon as the run id is known (the URL comes from
+``DataKitchenHook.order_run_url``, i.e. the connection's ``web_app_url`` / ``customer`` / ``link_style``
+extras). When the task ends, the worker calls :meth:`DataKitchenOrderRunLink.get_link`, which reads that
+XCom back, and stores the result under the XCom key ``_link_DataKitchenOrderRunLink``; the UI shows it.
+
+Cheap to import: nothing but ``airflow.sdk`` at module level.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from airflow.sdk import BaseOperatorLink
+
+if TYPE_CHECKING:
+    from airflow.sdk import BaseOperator
+    from airflow.sdk.types import TaskInstanceKey
+
+#: XCom key holding the web-app URL of the order run a task submitted or watched.
+ORDER_RUN_URL_XCOM_KEY = "order_run_url"
+
+
+class DataKitchenOrderRunLink(BaseOperatorLink):
+    """Button "DataKitchen order run" on ``SubmitRecipeOrderOperator`` and ``RecipeOrderRunSensor``."""
+
+    name = "DataKitchen order run"
+
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        from airflow.sdk.execution_time.xcom import XCom
+
+        url = XCom.get_value(ti_key=ti_key, key=ORDER_RUN_URL_XCOM_KEY)
+        return url if isinstance(url, str) else ""
+
+
+__all__ = ["ORDER_RUN_URL_XCOM_KEY", "DataKitchenOrderRunLink"]

@@ -1,0 +1,147 @@
+"""The triggers on their own, as the triggerer runs them: serialize round trip, exactly one event per
+outcome (against the sandboxes), and on_kill stopping the DataKitchen run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from airflow.triggers.base import BaseTrigger
+
+    from airflow_provider_orders.sandbox import DataKitchenSandbox, EzCaterSandbox
+
+K, R = "demo-kitchen", "demo-recipe"
+
+
+def _events(trigger: BaseTrigger) -> list[dict[str, Any]]:
+    async def collect() -> list[dict[str, Any]]:
+        return [event.payload async for event in trigger.run()]
+
+    return asyncio.run(asyncio.wait_for(collect(), timeout=60))
+
+
+def _roundtrip(trigger: BaseTrigger) -> BaseTrigger:
+    from airflow.sdk._shared.module_loading import import_string
+
+    classpath, kwargs = trigger.serialize()
+    revived = import_string(classpath)(**json.loads(json.dumps(kwargs)))
+    assert revived.serialize() == (classpath, kwargs)
+    return revived
+
+
+def _new_order(dk: DataKitchenSandbox, variation: str) -> str:
+    from airflow_provider_orders.hooks.datakitchen import DataKitchenHook
+
+    return DataKitchenHook().create_order(K, R, variation)["order_id"]
+
+
+def test_order_run_trigger_one_event_per_outcome(datakitchen_sandbox: DataKitchenSandbox) -> None:
+    from airflow_provider_orders.triggers.datakitchen import OrderRunTrigger
+
+    dk = datakitchen_sandbox
+    ok, failed, slow = (_new_order(dk, v) for v in ("success", "fails", "slow"))
+
+    def trigger(order_id: str, **kwargs: Any) -> BaseTrigger:
+        return _roundtrip(
+            OrderRunTrigger(
+                datakitchen_conn_id="datakitchen_default",
+                kitchen=K,
+                order_id=order_id,
+                poll_interval=0.1,
+                recipe=R,
+                **kwargs,
+            )
+        )
+
+    (success,) = _events(trigger(ok))
+    assert success["status"] == "success"
+    assert success["order_run_status"] == "COMPLETED_SERVING"
+    assert success["order_run_id"] == dk.orders[ok].runs[0].hid
+
+    (failure,) = _events(trigger(failed, variation="fails"))
+    assert failure["status"] == "failed"
+    assert failure["order_run_status"] == "SERVING_ERROR"
+    assert failure["orderrun_status"] == dk.orders[failed].runs[0].orderrun_status()
+    assert f"order '{failed}'" in failure["message"]
+    assert "variation 'fails'" in failure["message"]
+
+    (timeout,) = _events(trigger(slow, end_time=time.time() + 1.0))
+    assert timeout["status"] == "timeout"
+    assert timeout["order_run_status"] in ("PLANNED_SERVING", "ACTIVE_SERVING")
+    assert dk.orders[slow].runs[0].status() != "STOPPED_SERVING"  # a timeout event stops nothing itself
+
+    (error,) = _events(trigger(str(uuid.uuid4())))
+    assert error["status"] == "error"
+    assert error["permanent"] is True
+    assert K in error["message"]
+    assert dk.count(route="create_order") == 3  # the trigger never submits
+
+
+def test_order_run_trigger_on_kill_stops_the_run(datakitchen_sandbox: DataKitchenSandbox) -> None:
+    from airflow_provider_orders.triggers.datakitchen import OrderRunTrigger
+
+    dk = datakitchen_sandbox
+    order_id = _new_order(dk, "slow")
+    trigger = OrderRunTrigger(
+        datakitchen_conn_id="datakitchen_default", kitchen=K, order_id=order_id, poll_interval=0.1
+    )
+
+    async def run_then_kill() -> None:
+        task = asyncio.ensure_future(anext(trigger.run(), None))
+        deadline = time.monotonic() + 10
+        while dk.count(route="details") < 1:  # the trigger found the run and polls it by id
+            assert time.monotonic() < deadline, "the trigger never polled"
+            await asyncio.sleep(0.05)
+        task.cancel()  # what the triggerer does when the user marks the deferred task failed
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await trigger.on_kill()
+
+    asyncio.run(run_then_kill())
+
+    (run,) = dk.orders[order_id].runs
+    assert run.status() == "STOPPED_SERVING"
+    (stop,) = [r for r in dk.requests if r.route == "stop_run"]
+    assert json.loads(stop.body)["serving_hid"] == run.hid
+
+
+def test_order_lifecycle_trigger_one_event_per_outcome(ezcater_sandbox: EzCaterSandbox) -> None:
+    from airflow_provider_orders.triggers.ezcater import OrderLifecycleTrigger
+
+    ez = ezcater_sandbox
+
+    def trigger(order_id: str, **kwargs: Any) -> BaseTrigger:
+        return _roundtrip(
+            OrderLifecycleTrigger(
+                ezcater_conn_id="ezcater_default",
+                order_id=order_id,
+                target_states=("Submitted",),
+                failure_states=["rejected", "cancelled"],
+                poll_interval=0.1,
+                **kwargs,
+            )
+        )
+
+    soon = ez.add_order(state="draft", transitions=[("submitted", 0.3)])
+    (success,) = _events(trigger(soon))
+    assert (success["status"], success["order_state"], success["order_id"]) == ("success", "submitted", soon)
+
+    cancelled = ez.add_order(state="cancelled")
+    (failure,) = _events(trigger(cancelled))
+    assert (failure["status"], failure["order_state"]) == ("failed", "cancelled")
+
+    never = ez.add_order(state="draft")
+    (timeout,) = _events(trigger(never, end_time=time.time() + 0.5))
+    assert (timeout["status"], timeout["order_state"]) == ("timeout", "draft")
+
+    (error,) = _events(trigger(str(uuid.uuid4())))
+    assert error["status"] == "error"
+    assert error["permanent"] is True
+    assert "Couldn't find Order" in error["message"]
+    assert ez.count(route="acceptOrder") == ez.count(route="rejectOrder") == 0
