@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEV_STAMP := $(VENV)/.installed-dev
+RUN_STAMP := $(VENV)/.installed-run
 
-.PHONY: test lint fmt clean
+.PHONY: demo airflow test lint fmt clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +14,24 @@ $(BIN)/python:
 $(DEV_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
+
+# Runtime install for the demo: the package (editable) and its runtime deps only. A venv that already
+# has the dev install is reused as is.
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	@$(BIN)/python -c 'import sys; sys.exit(sys.version_info < (3, 10))' || \
+	{ echo "$(VENV) uses Python < 3.10; remove it and run: make demo PYTHON=python3.11"; exit 1; }
+	@if [ -f $(DEV_STAMP) ] && [ $(DEV_STAMP) -nt pyproject.toml ]; then :; \
+	else echo "Installing airflow-provider-orders and Apache Airflow into $(VENV) (first run only, a few minutes) ..."; \
+	$(BIN)/python -m pip install -q -e . ; fi
+	touch $@
+
+## demo: run example_order_pipeline end to end with `airflow dags test` against both sandboxes
+demo: $(RUN_STAMP)
+	$(BIN)/python -m airflow_provider_orders.sandbox.demo $(DEMO_ARGS)
+
+## airflow: `airflow standalone` (UI on http://localhost:8080) with the example DAGs and the sandboxes
+airflow: $(RUN_STAMP)
+	$(BIN)/python -m airflow_provider_orders.sandbox.demo --standalone $(DEMO_ARGS)
 
 ## test: the whole suite (sandboxes, hooks, operators via dag.test(), reliability matrix)
 test: $(DEV_STAMP)

@@ -1,0 +1,131 @@
+"""
+### Recipe order → catering orders
+
+Runs a DataKitchen recipe, then accepts the ezCater catering orders it prepares for.
+
+1. **submit_recipe_order** puts an order for `kitchen` / `recipe` / `variation` (with the variable
+   `overrides`) and waits for its order run to finish — deferred to the triggerer, so no worker slot is
+   held while the recipe runs. A failed or stopped run fails the task at once, with DataKitchen's message.
+   The task's *DataKitchen order run* button opens the run in the DataKitchen web app.
+2. **wait_until_submitted** (one mapped task per ezCater order id, deferred) waits for each catering order
+   to reach `submitted` (or `accepted`); a rejected or cancelled order fails it.
+3. **accept_catering_order** (mapped the same way) accepts each order.
+
+Trigger it from the UI form or with
+`airflow dags trigger example_order_pipeline --conf '{"variation": "success", "ezcater_order_ids": ["..."]}'`.
+The defaults work against the bundled sandboxes (`make demo`, `make airflow`). Connections used:
+`datakitchen_default` and `ezcater_default`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import DAG, Param, task
+
+from airflow_provider_orders.operators.datakitchen import SubmitRecipeOrderOperator
+from airflow_provider_orders.operators.ezcater import AcceptOrderOperator
+from airflow_provider_orders.sensors.ezcater import OrderLifecycleSensor
+
+# Two of the demo catering orders the ezCater sandbox seeds (`make demo`, `make airflow`, `orders-sandbox`):
+# one already submitted, one that becomes submitted a little later. Real ids come from ezCater (an order's
+# uuid, e.g. the `entity_id` of its "submitted" notification).
+DEMO_EZCATER_ORDER_IDS = [
+    "11111111-1111-4111-8111-111111111111",
+    "22222222-2222-4222-8222-222222222222",
+]
+
+with DAG(
+    dag_id="example_order_pipeline",
+    description="Run a DataKitchen recipe, then accept the ezCater catering orders it prepares for.",
+    doc_md=__doc__,
+    schedule=None,
+    catchup=False,
+    tags=["example", "datakitchen", "ezcater"],
+    default_args={
+        # Safe to retry: a retry of the submit task reattaches to the order its first try created,
+        # and a retried accept recognises an order its own earlier try accepted.
+        "retries": 2,
+        "retry_delay": timedelta(seconds=30),
+    },
+    params={
+        "kitchen": Param(
+            "demo-kitchen",
+            type="string",
+            minLength=1,
+            title="Kitchen",
+            description="DataKitchen kitchen (workspace) to run the recipe in.",
+        ),
+        "recipe": Param(
+            "demo-recipe",
+            type="string",
+            minLength=1,
+            title="Recipe",
+            description="Name of the DataKitchen recipe (pipeline) to order.",
+        ),
+        "variation": Param(
+            "success",
+            type="string",
+            minLength=1,
+            examples=["success", "fails", "stopped", "slow"],
+            title="Variation",
+            description="Recipe variation to run. The sandbox's demo recipe has 'success', 'fails' "
+            "(ends in SERVING_ERROR), 'stopped' (STOPPED_SERVING) and 'slow' (about a minute).",
+        ),
+        "overrides": Param(
+            {},
+            type="object",
+            title="Variable overrides",
+            description="JSON object of recipe variable overrides sent with the order, "
+            'e.g. {"run_date": "2025-01-31", "batch_size": 500}. Values keep their JSON types.',
+        ),
+        "ezcater_order_ids": Param(
+            DEMO_EZCATER_ORDER_IDS,
+            type="array",
+            items={"type": "string", "minLength": 1},
+            title="ezCater order ids",
+            description="Catering orders (ezCater order uuids, one per line) to wait for and accept "
+            "once the recipe has run. Empty: nothing to accept.",
+        ),
+    },
+    # Native rendering keeps "{{ params.overrides }}" a dict instead of its text.
+    render_template_as_native_obj=True,
+) as dag:
+    submit = SubmitRecipeOrderOperator(
+        task_id="submit_recipe_order",
+        kitchen="{{ params.kitchen }}",
+        recipe="{{ params.recipe }}",
+        variation="{{ params.variation }}",
+        parameters="{{ params.overrides }}",
+        wait_for_completion=True,
+        deferrable=True,
+        poll_interval=5.0,
+        timeout=2 * 60 * 60,  # seconds; on timeout the remote run is stopped and the task fails
+    )
+
+    @task
+    def ezcater_order_ids(params: dict[str, Any] | None = None) -> list[str]:
+        """The catering order ids from the trigger form (mapping needs a list from an upstream task)."""
+        return [str(order_id).strip() for order_id in (params or {}).get("ezcater_order_ids") or []]
+
+    order_ids = ezcater_order_ids()
+
+    wait_until_submitted = OrderLifecycleSensor.partial(
+        task_id="wait_until_submitted",
+        # "accepted" ends the wait too: an order accepted elsewhere will never be "submitted" again, and
+        # the accept task then says so at once instead of this sensor waiting for its timeout.
+        target_states=("submitted", "accepted"),
+        failure_states=("rejected", "cancelled"),
+        deferrable=True,
+        poke_interval=5.0,
+        timeout=60 * 60,
+    ).expand(order_id=order_ids)
+
+    accept = AcceptOrderOperator.partial(task_id="accept_catering_order").expand(order_id=order_ids)
+
+    submit >> wait_until_submitted >> accept
+
+
+if __name__ == "__main__":
+    dag.test()

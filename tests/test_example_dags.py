@@ -1,0 +1,222 @@
+"""The example DAGs: they parse cheaply and offline, and the pipeline runs end to end on the sandboxes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from airflow_provider_orders.sandbox import DataKitchenSandbox, EzCaterSandbox
+
+EXAMPLE_DAGS = Path(__file__).resolve().parents[1] / "example_dags"
+EXAMPLE_DAG_IDS = {"example_order_pipeline", "example_accept_orders_from_conf", "example_reject_order"}
+
+# Run in a fresh interpreter: any network call fails, the connection lookups are counted, and the
+# modules the example folder imports are reported (beyond what Airflow itself already loaded).
+_PARSE_PROBE = textwrap.dedent(
+    """
+    import json, socket, sys
+
+    attempts = []
+
+    def refuse(self, address, *args, **kwargs):
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            attempts.append(repr(address))
+            raise OSError("network call at DAG parse time: " + repr(address))
+        return _connect(self, address, *args, **kwargs)
+
+    _connect = socket.socket.connect
+    socket.socket.connect = refuse
+    socket.socket.connect_ex = refuse
+
+    import airflow.sdk
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk.bases.hook import BaseHook
+    from airflow.sdk.definitions.connection import Connection
+
+    lookups = []
+
+    def no_lookup(cls, conn_id, *args, **kwargs):
+        lookups.append(conn_id)
+        raise RuntimeError("connection lookup at DAG parse time: " + conn_id)
+
+    BaseHook.get_connection = classmethod(no_lookup)
+    Connection.get = classmethod(no_lookup)
+
+    before = set(sys.modules)
+    bag = DagBag(dag_folder=sys.argv[1])
+    print(json.dumps({
+        "dag_ids": sorted(bag.dag_ids),
+        "import_errors": {str(k): str(v) for k, v in bag.import_errors.items()},
+        "new_modules": sorted(set(sys.modules) - before),
+        "network_attempts": attempts,
+        "connection_lookups": lookups,
+    }))
+    """
+)
+
+
+def test_example_dags_import_without_errors() -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(EXAMPLE_DAGS))
+
+    assert bag.import_errors == {}
+    assert set(bag.dag_ids) == EXAMPLE_DAG_IDS
+    pipeline = bag.dags["example_order_pipeline"]
+    assert pipeline.schedule is None
+    # The trigger form: every field has a title and a description, and the defaults are valid.
+    form = pipeline.params
+    assert set(form.keys()) == {"kitchen", "recipe", "variation", "overrides", "ezcater_order_ids"}
+    for name in form:
+        param = form.get_param(name)
+        assert param.schema.get("title"), name
+        assert param.description, name
+    form.validate()
+    assert form.get_param("overrides").schema["type"] == "object"
+    assert form.get_param("ezcater_order_ids").schema["type"] == "array"
+    # The defaults are the ezCater sandbox's demo orders that `make demo` seeds.
+    from airflow_provider_orders.sandbox.demo import DEMO_EZCATER_ORDER_IDS
+
+    assert form["ezcater_order_ids"] == list(DEMO_EZCATER_ORDER_IDS)
+
+
+def test_parsing_example_folder_is_offline_and_cheap() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
+    result = subprocess.run(
+        [sys.executable, "-c", _PARSE_PROBE, str(EXAMPLE_DAGS)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+
+    assert report["import_errors"] == {}
+    assert set(report["dag_ids"]) == EXAMPLE_DAG_IDS
+    assert report["network_attempts"] == []
+    assert report["connection_lookups"] == []
+    heavy = ("gql", "graphql", "httpx", "requests", "tenacity", "airflow_provider_orders.hooks")
+    pulled_in = [m for m in report["new_modules"] if m.split(".")[0] in heavy or m.startswith(heavy)]
+    assert pulled_in == [], f"parsing the example DAGs imported {pulled_in}"
+
+
+def _load_pipeline(dags_folder: Path) -> Any:
+    """The pipeline DAG from the session's dags folder (dag.test() needs its file in that folder)."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    target = dags_folder / "example_order_pipeline.py"
+    shutil.copyfile(EXAMPLE_DAGS / "example_order_pipeline.py", target)
+    bag = DagBag(dag_folder=str(target))
+    assert bag.import_errors == {}
+    return bag.dags["example_order_pipeline"]
+
+
+def test_order_pipeline_submits_one_order_and_accepts_the_catering_orders(
+    airflow_db: Path,
+    datakitchen_sandbox: DataKitchenSandbox,
+    ezcater_sandbox: EzCaterSandbox,
+) -> None:
+    from airflow.utils.state import DagRunState, TaskInstanceState
+
+    catering = [
+        ezcater_sandbox.add_order(state="draft", transitions=[("submitted", 1.0)]),
+        ezcater_sandbox.add_order(state="submitted"),
+    ]
+    dag = _load_pipeline(airflow_db / "dags")
+
+    run = dag.test(
+        run_conf={
+            "kitchen": "demo-kitchen",
+            "recipe": "demo-recipe",
+            "variation": "success",
+            "overrides": {"run_date": "2025-01-31", "batch_size": 500},
+            "ezcater_order_ids": catering,
+        }
+    )
+
+    states = {(ti.task_id, ti.map_index): ti.state for ti in run.get_task_instances()}
+    assert run.state == DagRunState.SUCCESS, states
+    assert states == {
+        ("submit_recipe_order", -1): TaskInstanceState.SUCCESS,
+        ("ezcater_order_ids", -1): TaskInstanceState.SUCCESS,
+        ("wait_until_submitted", 0): TaskInstanceState.SUCCESS,
+        ("wait_until_submitted", 1): TaskInstanceState.SUCCESS,
+        ("accept_catering_order", 0): TaskInstanceState.SUCCESS,
+        ("accept_catering_order", 1): TaskInstanceState.SUCCESS,
+    }
+    # Exactly one DataKitchen order, for the form's recipe, with the overrides' JSON types intact.
+    assert datakitchen_sandbox.count(route="create_order") == 1
+    ((order_id, order),) = datakitchen_sandbox.orders.items()
+    assert (order.kitchen, order.recipe, order.variation) == ("demo-kitchen", "demo-recipe", "success")
+    assert order.parameters == {"run_date": "2025-01-31", "batch_size": 500}
+    submit = next(ti for ti in run.get_task_instances() if ti.task_id == "submit_recipe_order")
+    assert submit.xcom_pull(task_ids="submit_recipe_order") == order_id
+    # Both catering orders accepted, each exactly once.
+    assert [ezcater_sandbox.order_state(uuid) for uuid in catering] == ["accepted", "accepted"]
+    assert ezcater_sandbox.count(route="acceptOrder") == 2
+
+
+def test_order_pipeline_fails_fast_on_a_catering_order_accepted_elsewhere(
+    airflow_db: Path,
+    datakitchen_sandbox: DataKitchenSandbox,
+    ezcater_sandbox: EzCaterSandbox,
+) -> None:
+    """An order that is already accepted does not leave the sensor waiting for its hour-long timeout:
+    its accept task fails with ezCater's message, and the other order is still accepted."""
+    from airflow.utils.state import DagRunState, TaskInstanceState
+
+    taken = ezcater_sandbox.add_order(state="accepted")
+    fresh = ezcater_sandbox.add_order(state="submitted")
+    dag = _load_pipeline(airflow_db / "dags")
+
+    run = dag.test(run_conf={"ezcater_order_ids": [taken, fresh]})
+
+    accepts = {
+        ti.map_index: ti.state for ti in run.get_task_instances() if ti.task_id == "accept_catering_order"
+    }
+    assert run.state == DagRunState.FAILED
+    assert accepts == {0: TaskInstanceState.FAILED, 1: TaskInstanceState.SUCCESS}
+    assert ezcater_sandbox.order_state(fresh) == "accepted"
+    # A permanent error: the accept of the taken order was sent once, not once per task retry.
+    accept_bodies = [r.body for r in ezcater_sandbox.requests if r.route == "acceptOrder"]
+    assert sum(taken in body for body in accept_bodies) == 1
+    assert datakitchen_sandbox.count(route="create_order") == 1
+
+
+@pytest.mark.parametrize("conf", [{}, {"order_ids": []}, {"order_ids": ["  "]}, {"order_ids": {"a": 1}}])
+def test_accept_from_conf_says_what_the_conf_must_look_like(conf: dict[str, Any]) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk.exceptions import AirflowFailException
+
+    bag = DagBag(dag_folder=str(EXAMPLE_DAGS / "example_accept_orders_from_conf.py"))
+    read_conf: Any = bag.dags["example_accept_orders_from_conf"].task_dict["order_ids_from_conf"]
+
+    class _Run:
+        pass
+
+    run = _Run()
+    run.conf = conf  # type: ignore[attr-defined]
+    with pytest.raises(AirflowFailException, match=r'dag_run.conf\["order_ids"\] must be a non-empty list'):
+        read_conf.python_callable(dag_run=run)
+
+
+def test_demo_driver_runs_airflow_only_in_subprocesses() -> None:
+    """`make demo` imports the driver before Airflow is set up: it must not import Airflow itself."""
+    code = (
+        "import sys, airflow_provider_orders.sandbox.demo as demo; "
+        "demo.EzCaterSandbox; "  # the lazily imported ezCater sandbox too
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('airflow', 'gql', 'requests', 'httpx')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
