@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEV_STAMP := $(VENV)/.installed-dev
 RUN_STAMP := $(VENV)/.installed-run
 
-.PHONY: demo airflow test lint fmt clean
+.PHONY: demo airflow test lint fmt clean smoke
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,15 @@ lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+## smoke: import + dag.test() of the example pipeline on the LOWEST Airflow version pyproject declares
+AIRFLOW_MIN := $(shell sed -n 's/^ *"apache-airflow>=\([0-9.]*\)".*/\1/p' pyproject.toml)
+SMOKE_VENV := .venv-smoke
+smoke:
+	test -x $(SMOKE_VENV)/bin/python || $(PYTHON) -m venv $(SMOKE_VENV)
+	$(SMOKE_VENV)/bin/python -m pip install -q "apache-airflow==$(AIRFLOW_MIN)" -e '.[test]'
+	$(SMOKE_VENV)/bin/python -c 'import airflow; assert airflow.__version__ == "$(AIRFLOW_MIN)", airflow.__version__; print("smoke on Airflow", airflow.__version__)'
+	$(SMOKE_VENV)/bin/python -m pytest -q tests/test_provider_info.py tests/test_example_dags.py
 
 fmt: $(DEV_STAMP)
 	$(BIN)/ruff check --fix .

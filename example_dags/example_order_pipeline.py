@@ -89,15 +89,15 @@ with DAG(
             "once the recipe has run. Empty: nothing to accept.",
         ),
     },
-    # Native rendering keeps "{{ params.overrides }}" a dict instead of its text.
-    render_template_as_native_obj=True,
 ) as dag:
     submit = SubmitRecipeOrderOperator(
         task_id="submit_recipe_order",
         kitchen="{{ params.kitchen }}",
         recipe="{{ params.recipe }}",
         variation="{{ params.variation }}",
-        parameters="{{ params.overrides }}",
+        # tojson renders the whole object as JSON text, which the operator parses back into a dict;
+        # values keep their types, and kitchen/recipe/variation stay strings even when numeric.
+        parameters="{{ params.overrides | tojson }}",
         wait_for_completion=True,
         deferrable=True,
         poll_interval=5.0,

@@ -167,7 +167,8 @@ class SubmitRecipeOrderOperator(BaseOperator):
     :param recipe: recipe name (templated).
     :param variation: variation name (templated).
     :param parameters: variable overrides sent with the order (templated; each leaf is rendered on its
-        own, so numbers, booleans and lists keep their types).
+        own, so numbers, booleans and lists keep their types). A string is parsed as a JSON object, so a
+        whole-dict template works as ``"{{ params.overrides | tojson }}"``.
     :param wait_for_completion: wait for the order run: poll the order's runs until one appears, then
         the run until it ends. Fails on SERVING_ERROR / STOPPED_SERVING without using the task's retries.
     :param poll_interval: seconds between two status reads while waiting.
@@ -200,7 +201,7 @@ class SubmitRecipeOrderOperator(BaseOperator):
         kitchen: str,
         recipe: str,
         variation: str,
-        parameters: dict[str, Any] | None = None,
+        parameters: dict[str, Any] | str | None = None,
         wait_for_completion: bool = False,
         poll_interval: float | timedelta = 10.0,
         timeout: float | timedelta | None = None,
@@ -283,22 +284,27 @@ class SubmitRecipeOrderOperator(BaseOperator):
                     f"Task '{self.task_id}': {name} must be a non-empty string, got {value!r}."
                 )
             setattr(self, name, value.strip())
-        if isinstance(self.parameters, str):
-            # A whole-dict template ("{{ params.overrides }}") renders to text unless the DAG sets
-            # render_template_as_native_obj=True; accept it when it is a JSON object.
+        self._overrides = self._parse_parameters(self.parameters)
+
+    def _parse_parameters(self, parameters: Any) -> dict[str, Any]:
+        if isinstance(parameters, str):
+            # A whole-dict template ("{{ params.overrides | tojson }}") renders to text; accept it
+            # when it is a JSON object.
+            text = parameters
             try:
-                self.parameters = json.loads(self.parameters) if self.parameters.strip() else None
+                parameters = json.loads(text) if text.strip() else None
             except ValueError:
                 raise PermanentOrdersError(
                     f"Task '{self.task_id}': parameters rendered to text that is not a JSON object: "
-                    f"{self.parameters[:200]!r}. Pass a dict, or set render_template_as_native_obj=True "
-                    "on the DAG when templating the whole dict."
+                    f"{text[:200]!r}. Pass a dict, or template the whole dict as "
+                    "'{{ params.overrides | tojson }}'."
                 ) from None
-        if self.parameters is not None and not isinstance(self.parameters, Mapping):
+        if parameters is not None and not isinstance(parameters, Mapping):
             raise PermanentOrdersError(
                 f"Task '{self.task_id}': parameters must be a dict of variable overrides, "
-                f"got {type(self.parameters).__name__}."
+                f"got {type(parameters).__name__}."
             )
+        return dict(parameters or {})
 
     def _stored_order_id(self, store: Any) -> str | None:
         if store is None:
@@ -334,9 +340,7 @@ class SubmitRecipeOrderOperator(BaseOperator):
             self.recipe,
             self.variation,
         )
-        answer = self.hook.create_order(
-            self.kitchen, self.recipe, self.variation, dict(self.parameters or {})
-        )
+        answer = self.hook.create_order(self.kitchen, self.recipe, self.variation, self._overrides)
         order_id = str(answer["order_id"])
         store = context.get("task_state_store")
         if store is not None:
