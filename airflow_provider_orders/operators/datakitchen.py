@@ -185,9 +185,11 @@ class SubmitRecipeOrderOperator(BaseOperator):
     Retries never create a second order: the order id is written to the task state store
     (``context["task_state_store"]``, key ``datakitchen_order``) the moment DataKitchen returns it. A later
     try of the same task instance reattaches to that order: still queued or running → keep waiting;
-    completed → succeed with it. Only an earlier run that failed (SERVING_ERROR / STOPPED_SERVING) lets a
-    later try submit a new order; without ``wait_for_completion`` a stored order is always reused. The
-    store outlives the task (also a manual "clear"); use a new DAG run to order again.
+    completed → succeed with it; failed while no try was watching → fail with that run's status (a failed
+    remote run is permanent; resubmitting behind the user's back could run the recipe twice). Only when a
+    try already failed the task for that run (so the new try comes from a manual clear) is a new order
+    submitted. Without ``wait_for_completion`` a stored order is always reused. The store outlives the
+    task (also a manual "clear"): clearing a succeeded task does not order again; use a new DAG run.
     """
 
     template_fields: Sequence[str] = ("kitchen", "recipe", "variation", "parameters")
@@ -223,6 +225,7 @@ class SubmitRecipeOrderOperator(BaseOperator):
         self._order_id: str | None = None
         self._order_run_id: str | None = None
         self._done = False
+        self._store: Any = None  # context["task_state_store"] of the running try
 
     @cached_property
     def hook(self) -> DataKitchenHook:
@@ -235,20 +238,38 @@ class SubmitRecipeOrderOperator(BaseOperator):
     def execute(self, context: Context) -> str:
         self._check_rendered()
         self._done = False
-        store = context.get("task_state_store")
-        order_id: str | None = self._stored_order_id(store)
+        self._store = store = context.get("task_state_store")
+        stored = self._stored_order(store)
+        order_id: str | None = str(stored["order_id"]) if stored else None
         run: dict[str, Any] | None = None
         read = False  # whether `run` is a fresh read of the order's newest run
-        if order_id is not None and self.wait_for_completion:
+        if stored and order_id is not None and self.wait_for_completion:
             run, read = self._read(order_id, None), True
             status = run_status_of(run)
-            if status in FAILED_RUN_STATUSES:
+            if status in FAILED_RUN_STATUSES and stored.get("failure_reported"):
+                # A try already failed the task for this run, so this try comes from a manual clear
+                # or rerun: the user asks for the recipe to run again.
                 self.log.warning(
-                    "%s from an earlier try ended with %s; submitting a new order.",
+                    "%s from an earlier try ended with %s, and that try failed the task; this try "
+                    "(a clear or rerun) submits a new order.",
                     self._describe(order_id, run_id_of(run)),
                     status,
                 )
                 order_id, run, read = None, None, False
+            elif status in FAILED_RUN_STATUSES and run is not None:
+                # The run failed while no try was watching (a worker crash, or a scheduler that
+                # retried a resumed task). A failed remote run is permanent: report it, never
+                # resubmit behind the user's back.
+                self.log.warning(
+                    "%s from an earlier try ended with %s while no try was watching; failing "
+                    "with it instead of submitting a second order.",
+                    self._describe(order_id, run_id_of(run)),
+                    status,
+                )
+                self._order_id = order_id
+                context["ti"].xcom_push(key=XCOM_ORDER_ID, value=order_id)
+                self._note_run(context, run_id_of(run))
+                return self._finish(context, order_id, run)
             else:
                 self.log.info(
                     "Reattaching to %s created by an earlier try (run status: %s); not submitting again.",
@@ -306,7 +327,8 @@ class SubmitRecipeOrderOperator(BaseOperator):
             )
         return dict(parameters or {})
 
-    def _stored_order_id(self, store: Any) -> str | None:
+    def _stored_order(self, store: Any) -> Mapping[str, Any] | None:
+        """The order an earlier try of this task instance created (and stored), if it is for this target."""
         if store is None:
             self.log.warning(
                 "No task_state_store in the context (Airflow < 3.3?): a retry of this task cannot "
@@ -331,7 +353,13 @@ class SubmitRecipeOrderOperator(BaseOperator):
                 stored.get("variation"),
             )
             return None
-        return str(stored["order_id"])
+        return stored
+
+    def _record_failure_reported(self) -> None:
+        """Mark the stored order as one whose failure a try reported (so only a clear reorders)."""
+        stored = self._stored_order(self._store)
+        if stored is not None and self._store is not None:
+            self._store.set(ORDER_STATE_KEY, {**stored, "failure_reported": True})
 
     def _submit(self, context: Context) -> str:
         self.log.info(
@@ -413,6 +441,7 @@ class SubmitRecipeOrderOperator(BaseOperator):
         self._done = True
         context["ti"].xcom_push(key=XCOM_ORDER_RUN_STATUS, value=status)
         if status in FAILED_RUN_STATUSES:
+            self._record_failure_reported()
             raise order_run_failed_error(
                 kitchen=self.kitchen,
                 order_id=order_id,
@@ -428,6 +457,7 @@ class SubmitRecipeOrderOperator(BaseOperator):
     def _stop_after_timeout(self, order_id: str, run_id: str | None, status: str | None) -> None:
         """Stop the run (or the order when no run started) and fail for good."""
         self._done = True
+        self._record_failure_reported()
         where = self._describe(order_id, run_id)
         try:
             if run_id:
@@ -481,6 +511,8 @@ class SubmitRecipeOrderOperator(BaseOperator):
         """Resume after OrderRunTrigger fired: succeed, fail for good, or stop the run after a timeout."""
         order_id = str(event["order_id"])
         rid = _text(event.get("order_run_id"))
+        self._check_rendered()
+        self._store = context.get("task_state_store")
         self._order_id = order_id
         context["ti"].xcom_push(key=XCOM_ORDER_ID, value=order_id)
         if rid:

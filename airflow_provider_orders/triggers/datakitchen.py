@@ -116,6 +116,13 @@ class OrderRunTrigger(BaseTrigger):
             order_run_id=self._watching,
         )
 
+    async def _pause(self) -> None:
+        """Sleep one poll interval, or less when the deadline comes first."""
+        pause = self.poll_interval
+        if self.end_time is not None:
+            pause = max(0.0, min(pause, self.end_time - time.time()))
+        await asyncio.sleep(pause)
+
     async def _read(self) -> dict[str, Any] | None:
         hook = self._get_hook()
         if self._watching is None:
@@ -128,6 +135,10 @@ class OrderRunTrigger(BaseTrigger):
         run: dict[str, Any] | None = None
         try:
             while True:
+                # The worker read the run just before deferring: pause first. That saves a request, and
+                # an event fired within seconds of deferral is what Airflow 3.3.2's scheduler can turn
+                # into a spurious task retry (apache/airflow#72716).
+                await self._pause()
                 run = await self._read()
                 if run is not None:
                     self._watching = run_id_of(run) or self._watching
@@ -163,10 +174,6 @@ class OrderRunTrigger(BaseTrigger):
                     )
                     return
                 self.log.info("%s: %s", self._describe(), status or "no run yet")
-                pause = self.poll_interval
-                if self.end_time is not None:
-                    pause = max(0.0, min(pause, self.end_time - time.time()))
-                await asyncio.sleep(pause)
         except Exception as exc:
             self.log.exception("OrderRunTrigger failed while waiting for %s", self._describe())
             yield self._event("error", f"{self._describe()}: {exc}", run, **event_error_fields(exc))
@@ -176,22 +183,13 @@ class OrderRunTrigger(BaseTrigger):
         if self._finished:
             return
         hook = self._get_hook()
-        stop = getattr(hook, "astop_order_run", None)
+        # Stopping is rare, so the hook has only a sync stop: run it off the event loop.
         if self._watching:
             self.log.info("Task killed while deferred: stopping order run %s", self._watching)
-            if stop is not None:
-                await stop(self.kitchen, self._watching)
-            else:
-                # The hook has no async stop: run the sync one off the event loop. The connection is
-                # already cached by the async reads, so no sync connection lookup happens here.
-                await asyncio.to_thread(hook.stop_order_run, self.kitchen, self._watching)
+            await asyncio.to_thread(hook.stop_order_run, self.kitchen, self._watching)
         elif self.order_id:
             self.log.info("Task killed while deferred: stopping order %s", self.order_id)
-            stop_order = getattr(hook, "astop_order", None)
-            if stop_order is not None:
-                await stop_order(self.kitchen, self.order_id)
-            else:
-                await asyncio.to_thread(hook.stop_order, self.kitchen, self.order_id)
+            await asyncio.to_thread(hook.stop_order, self.kitchen, self.order_id)
 
 
 __all__ = ["OrderRunTrigger"]

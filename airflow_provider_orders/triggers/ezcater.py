@@ -83,6 +83,11 @@ class OrderLifecycleTrigger(BaseTrigger):
         try:
             hook = self._get_hook()
             while True:
+                # The sensor poked just before deferring: pause first (see OrderRunTrigger.run).
+                pause = self.poll_interval
+                if self.end_time is not None:
+                    pause = max(0.0, min(pause, self.end_time - time.time()))
+                await asyncio.sleep(pause)
                 order = await hook.aget_order(self.order_id)
                 state = order_state_of(order)
                 if state in self.target_states:
@@ -104,10 +109,6 @@ class OrderLifecycleTrigger(BaseTrigger):
                 self.log.info(
                     "ezCater order %s is %s; waiting for %s", self.order_id, state, self.target_states
                 )
-                pause = self.poll_interval
-                if self.end_time is not None:
-                    pause = max(0.0, min(pause, self.end_time - time.time()))
-                await asyncio.sleep(pause)
         except Exception as exc:
             self.log.exception("OrderLifecycleTrigger failed while watching order %s", self.order_id)
             yield self._event(

@@ -294,3 +294,42 @@ def test_airflow_retry_reattaches_instead_of_submitting_again(dk_sandbox_factory
     assert result.xcom("sync", "order_run_status") == "COMPLETED_SERVING"
     assert result.xcom("deferred", "order_run_status") == "COMPLETED_SERVING"
     assert sync_dk.count(route="servings") > 3  # the retry read the runs again
+
+
+def test_retry_that_finds_its_orders_run_failed_fails_without_a_second_order(dk_sandbox_factory: Any) -> None:
+    """Try 1 loses sight of its order (reads fail); the run fails meanwhile. Try 2 must report that
+    failure (permanent) rather than submit a second order behind the user's back."""
+    import time
+
+    dk = dk_sandbox_factory("dk_unwatched_failure", max_retries=2)
+    dk.add_variation(K, R, "quick_fail", outcome="SERVING_ERROR", planned_seconds=0.2, active_seconds=0.2)
+    dk.inject_fault("servings", status=500, times=3)  # try 1: every read of the runs fails
+
+    def wait_until_run_ended(context: Any) -> None:
+        """Try 2 starts only once the run has failed unwatched (a deadline, not a timing assert)."""
+        if context["ti"].try_number < 2:
+            return
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            runs = [run for order in dk.orders.values() for run in order.runs]
+            if runs and runs[-1].status() == "SERVING_ERROR":
+                return
+            time.sleep(0.05)
+        raise AssertionError("the sandbox run never reached SERVING_ERROR")
+
+    with make_dag("dk_unwatched_failure") as dag:
+        _submit(
+            "submit",
+            "quick_fail",
+            wait_for_completion=True,
+            datakitchen_conn_id="dk_unwatched_failure",
+            pre_execute=wait_until_run_ended,
+        )
+
+    result = run_dag(dag)
+
+    ti = result.ti("submit")
+    assert (ti.state, ti.try_number) == ("failed", 2)  # try 2 failed for good: no third try
+    assert dk.count(route="create_order") == 1
+    assert len(dk.orders) == 1
+    assert result.xcom("submit", "order_run_status") == "SERVING_ERROR"
