@@ -11,14 +11,20 @@ Cheap to import: nothing but ``airflow.sdk`` at module level.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperatorLink
 
 if TYPE_CHECKING:
+    import logging
+
     from airflow.sdk import BaseOperator
     from airflow.sdk.types import TaskInstanceKey
 
+    from airflow_provider_orders.hooks.datakitchen import DataKitchenHook
+
+#: XCom key holding the id of the order run a task submitted or watched.
+ORDER_RUN_ID_XCOM_KEY = "order_run_id"
 #: XCom key holding the web-app URL of the order run a task submitted or watched.
 ORDER_RUN_URL_XCOM_KEY = "order_run_url"
 
@@ -35,4 +41,30 @@ class DataKitchenOrderRunLink(BaseOperatorLink):
         return url if isinstance(url, str) else ""
 
 
-__all__ = ["ORDER_RUN_URL_XCOM_KEY", "DataKitchenOrderRunLink"]
+def push_order_run_link(
+    ti: Any, hook: DataKitchenHook, kitchen: str, run_id: str, log: logging.Logger | Any
+) -> str | None:
+    """Push the run id (XCom ``order_run_id``) and its web-app URL (read by the link); return the URL.
+
+    A URL that cannot be built (e.g. the customer lookup fails) costs the link, never the task.
+    """
+    from airflow_provider_orders.exceptions import OrdersProviderError
+
+    ti.xcom_push(key=ORDER_RUN_ID_XCOM_KEY, value=run_id)
+    try:
+        url = hook.order_run_url(kitchen, run_id)
+    except OrdersProviderError as exc:
+        log.warning("No link to order run %s: %s", run_id, exc)
+        return None
+    if url:
+        ti.xcom_push(key=ORDER_RUN_URL_XCOM_KEY, value=url)
+        log.info("Order run %s: %s", run_id, url)
+    return url
+
+
+__all__ = [
+    "ORDER_RUN_ID_XCOM_KEY",
+    "ORDER_RUN_URL_XCOM_KEY",
+    "DataKitchenOrderRunLink",
+    "push_order_run_link",
+]

@@ -25,7 +25,7 @@ from airflow_provider_orders.exceptions import (
     PermanentOrdersError,
     TransientOrdersError,
 )
-from airflow_provider_orders.links import ORDER_RUN_URL_XCOM_KEY, DataKitchenOrderRunLink
+from airflow_provider_orders.links import ORDER_RUN_ID_XCOM_KEY, DataKitchenOrderRunLink, push_order_run_link
 from airflow_provider_orders.status import (
     FAILED_RUN_STATUSES,
     TERMINAL_RUN_STATUSES,
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 #: XCom keys pushed by the operator and the sensor (besides ``return_value``).
 XCOM_ORDER_ID = "order_id"
-XCOM_ORDER_RUN_ID = "order_run_id"
+XCOM_ORDER_RUN_ID = ORDER_RUN_ID_XCOM_KEY
 XCOM_ORDER_RUN_STATUS = "order_run_status"
 
 #: task_state_store key holding the order a try of SubmitRecipeOrderOperator created.
@@ -447,7 +447,7 @@ class SubmitRecipeOrderOperator(BaseOperator):
                 order_id=order_id,
                 order_run_id=rid,
                 status=status,
-                orderrun_status=_text(run.get("orderrun_status")),
+                orderrun_status=text_or_none(run.get("orderrun_status")),
                 recipe=self.recipe,
                 variation=self.variation,
             )
@@ -510,7 +510,7 @@ class SubmitRecipeOrderOperator(BaseOperator):
     def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
         """Resume after OrderRunTrigger fired: succeed, fail for good, or stop the run after a timeout."""
         order_id = str(event["order_id"])
-        rid = _text(event.get("order_run_id"))
+        rid = text_or_none(event.get("order_run_id"))
         self._check_rendered()
         self._store = context.get("task_state_store")
         self._order_id = order_id
@@ -529,7 +529,7 @@ class SubmitRecipeOrderOperator(BaseOperator):
             self._finish(context, order_id, run)  # raises for SERVING_ERROR / STOPPED_SERVING
             raise error_from_event({**event, "permanent": True})
         if kind == "timeout":
-            self._stop_after_timeout(order_id, rid, _text(event.get("order_run_status")))
+            self._stop_after_timeout(order_id, rid, text_or_none(event.get("order_run_status")))
         self._done = True
         raise error_from_event(event)
 
@@ -540,16 +540,7 @@ class SubmitRecipeOrderOperator(BaseOperator):
         if not run_id:
             return
         self._order_run_id = run_id
-        ti = context["ti"]
-        ti.xcom_push(key=XCOM_ORDER_RUN_ID, value=run_id)
-        try:
-            url = self.hook.order_run_url(self.kitchen, run_id)
-        except OrdersProviderError as exc:
-            self.log.warning("No link to order run %s: %s", run_id, exc)
-            url = None
-        if url:
-            ti.xcom_push(key=ORDER_RUN_URL_XCOM_KEY, value=url)
-            self.log.info("Order run %s: %s", run_id, url)
+        push_order_run_link(context["ti"], self.hook, self.kitchen, run_id, self.log)
 
     def _describe(self, order_id: str | None, run_id: str | None = None) -> str:
         return describe_order(
@@ -571,7 +562,7 @@ class SubmitRecipeOrderOperator(BaseOperator):
             self.log.warning("Could not stop %s: %s", self._describe(self._order_id, self._order_run_id), exc)
 
 
-def _text(value: Any) -> str | None:
+def text_or_none(value: Any) -> str | None:
     return str(value) if value not in (None, "") else None
 
 

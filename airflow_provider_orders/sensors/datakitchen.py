@@ -18,10 +18,9 @@ from airflow.sdk.exceptions import (
     AirflowSkipException,
 )
 
-from airflow_provider_orders.exceptions import OrdersProviderError, PermanentOrdersError
-from airflow_provider_orders.links import ORDER_RUN_URL_XCOM_KEY, DataKitchenOrderRunLink
+from airflow_provider_orders.exceptions import PermanentOrdersError
+from airflow_provider_orders.links import DataKitchenOrderRunLink, push_order_run_link
 from airflow_provider_orders.operators.datakitchen import (
-    XCOM_ORDER_RUN_ID,
     XCOM_ORDER_RUN_STATUS,
     clean_id,
     describe_order,
@@ -29,6 +28,7 @@ from airflow_provider_orders.operators.datakitchen import (
     order_run_failed_error,
     run_id_of,
     run_status_of,
+    text_or_none,
 )
 from airflow_provider_orders.status import FAILED_RUN_STATUSES, TERMINAL_RUN_STATUSES, OrderRunStatus
 
@@ -156,7 +156,7 @@ class RecipeOrderRunSensor(BaseSensorOperator):
                 order_id=self._resolved_order_id,
                 order_run_id=rid,
                 status=status,
-                orderrun_status=_text(run.get("orderrun_status")),
+                orderrun_status=text_or_none(run.get("orderrun_status")),
             )
         if status in TERMINAL_RUN_STATUSES:
             context["ti"].xcom_push(key=XCOM_ORDER_RUN_STATUS, value=status)
@@ -170,22 +170,14 @@ class RecipeOrderRunSensor(BaseSensorOperator):
             "order_id": self._resolved_order_id,
             "order_run_id": run_id,
             "status": status,
-            "orderrun_status": _text(orderrun_status),
+            "orderrun_status": text_or_none(orderrun_status),
         }
 
     def _push_run(self, context: Context, run_id: str) -> None:
         if run_id == self._pushed_run_id:
             return
         self._pushed_run_id = run_id
-        ti = context["ti"]
-        ti.xcom_push(key=XCOM_ORDER_RUN_ID, value=run_id)
-        try:
-            url = self.hook.order_run_url(self.kitchen, run_id)
-        except OrdersProviderError as exc:
-            self.log.warning("No link to order run %s: %s", run_id, exc)
-            url = None
-        if url:
-            ti.xcom_push(key=ORDER_RUN_URL_XCOM_KEY, value=url)
+        push_order_run_link(context["ti"], self.hook, self.kitchen, run_id, self.log)
 
     # ------------------------------------------------------------------ deferrable
 
@@ -233,12 +225,12 @@ class RecipeOrderRunSensor(BaseSensorOperator):
     def execute_complete(self, context: Context, event: Mapping[str, Any]) -> Any:
         """Resume after OrderRunTrigger fired (soft_fail is applied by resume_execution)."""
         self.kitchen = str(event.get("kitchen") or self.kitchen)
-        self._resolved_order_id = _text(event.get("order_id")) or self._resolved_order_id
-        rid = _text(event.get("order_run_id"))
+        self._resolved_order_id = text_or_none(event.get("order_id")) or self._resolved_order_id
+        rid = text_or_none(event.get("order_run_id"))
         if rid:
             self._watching = rid
             self._push_run(context, rid)
-        status = _text(event.get("order_run_status"))
+        status = text_or_none(event.get("order_run_status"))
         kind = event.get("status")
         if kind in ("success", "failed"):
             context["ti"].xcom_push(key=XCOM_ORDER_RUN_STATUS, value=status)
@@ -250,17 +242,13 @@ class RecipeOrderRunSensor(BaseSensorOperator):
                 order_id=self._resolved_order_id,
                 order_run_id=rid,
                 status=status,
-                orderrun_status=_text(event.get("orderrun_status")),
+                orderrun_status=text_or_none(event.get("orderrun_status")),
             )
         if kind == "timeout":
             raise AirflowSensorTimeout(
                 f"Sensor timed out after {self.timeout:g}s: {event.get('message') or self._describe()}"
             )
         raise error_from_event(event)
-
-
-def _text(value: Any) -> str | None:
-    return str(value) if value not in (None, "") else None
 
 
 __all__ = ["RecipeOrderRunSensor"]
