@@ -134,6 +134,7 @@ class OrderRunTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         run: dict[str, Any] | None = None
         try:
+            self.log.info("Waiting for %s to finish (every %g s)", self._describe(), self.poll_interval)
             while True:
                 # The worker read the run just before deferring: pause first. That saves a request, and
                 # an event fired within seconds of deferral is what Airflow 3.3.2's scheduler can turn

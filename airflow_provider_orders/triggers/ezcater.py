@@ -82,6 +82,12 @@ class OrderLifecycleTrigger(BaseTrigger):
         state: str | None = None
         try:
             hook = self._get_hook()
+            self.log.info(
+                "Waiting for ezCater order %s to be %s (every %g s)",
+                self.order_id,
+                " / ".join(self.target_states),
+                self.poll_interval,
+            )
             while True:
                 # The sensor poked just before deferring: pause first (see OrderRunTrigger.run).
                 pause = self.poll_interval
