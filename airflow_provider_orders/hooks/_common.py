@@ -10,8 +10,10 @@ import asyncio
 import threading
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
+
+from airflow.sdk import BaseHook
 
 from airflow_provider_orders.exceptions import PermanentOrdersError
 from airflow_provider_orders.hooks._retry import RetryPolicy
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     import httpx
+    from airflow.sdk import Connection
 
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_MAX_RETRIES = 5
@@ -27,6 +30,51 @@ DEFAULT_RETRY_DELAY = 1.0
 
 _TRUE = {"true", "yes", "1", "on"}
 _FALSE = {"false", "no", "0", "off"}
+
+
+class HookConfig(Protocol):
+    """A hook's parsed connection: whatever it holds, it names the one secret to mask."""
+
+    @property
+    def secret(self) -> str: ...
+
+
+ConfigT = TypeVar("ConfigT", bound=HookConfig)
+
+
+class ConfiguredHook(BaseHook, Generic[ConfigT]):
+    """Base of both hooks: reads the connection once (sync or async), parses it, masks its secret.
+
+    Subclasses set ``conn_name_attr`` as every Airflow hook does, and implement :meth:`_parse_config`.
+    """
+
+    conn_name_attr: str
+    _config: ConfigT | None = None
+
+    def _parse_config(self, conn: Connection, extra: Mapping[str, Any], conn_id: str) -> ConfigT:
+        raise NotImplementedError
+
+    @property
+    def _conn_id(self) -> str:
+        return str(getattr(self, self.conn_name_attr))
+
+    def _get_config(self) -> ConfigT:
+        if self._config is None:
+            conn = self.get_connection(self._conn_id)
+            config = self._parse_config(conn, conn.extra_dejson, self._conn_id)
+            mask(config.secret)
+            self._config = config
+        return self._config
+
+    async def _aget_config(self) -> ConfigT:
+        """The async twin for triggers: the connection is read with the async API."""
+        if self._config is None:
+            conn = await self.aget_connection(self._conn_id)
+            extra = await conn.aextra_dejson()
+            config = self._parse_config(conn, extra, self._conn_id)
+            await amask(config.secret)
+            self._config = config
+        return self._config
 
 
 def get_extra(extra: Mapping[str, Any], key: str, conn_type: str) -> Any:

@@ -30,8 +30,6 @@ import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseHook
-
 from airflow_provider_orders import __version__
 from airflow_provider_orders.exceptions import (
     AuthenticationFailedError,
@@ -43,6 +41,7 @@ from airflow_provider_orders.exceptions import (
     RequestRejectedError,
 )
 from airflow_provider_orders.hooks._common import (
+    ConfiguredHook,
     ConnectionSettings,
     amask,
     async_timeout,
@@ -205,6 +204,10 @@ class _Config:
         digest = hashlib.sha256(self.password.encode("utf-8")).hexdigest()
         return (self.base_url, self.username, digest)
 
+    @property
+    def secret(self) -> str:
+        return self.password
+
     @classmethod
     def from_connection(cls, conn: Connection, extra: Mapping[str, Any], conn_id: str) -> _Config:
         ctype = DataKitchenHook.conn_type
@@ -308,7 +311,7 @@ def _api_error(body: Any, text: str) -> tuple[str | None, Any, str | None]:
     return message, detail, code
 
 
-class DataKitchenHook(BaseHook):
+class DataKitchenHook(ConfiguredHook[_Config]):
     """Talk to the DataKitchen Automation API: submit orders, read and stop order runs.
 
     :param datakitchen_conn_id: Airflow connection of type ``datakitchen``.
@@ -329,22 +332,8 @@ class DataKitchenHook(BaseHook):
 
     # ---------------------------------------------------------------- connection and session
 
-    def _get_config(self) -> _Config:
-        if self._config is None:
-            conn = self.get_connection(self.datakitchen_conn_id)
-            config = _Config.from_connection(conn, conn.extra_dejson, self.datakitchen_conn_id)
-            mask(config.password)
-            self._config = config
-        return self._config
-
-    async def _aget_config(self) -> _Config:
-        if self._config is None:
-            conn = await self.aget_connection(self.datakitchen_conn_id)
-            extra = await conn.aextra_dejson()
-            config = _Config.from_connection(conn, extra, self.datakitchen_conn_id)
-            await amask(config.password)
-            self._config = config
-        return self._config
+    def _parse_config(self, conn: Connection, extra: Mapping[str, Any], conn_id: str) -> _Config:
+        return _Config.from_connection(conn, extra, conn_id)
 
     @property
     def base_url(self) -> str:

@@ -22,8 +22,6 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseHook
-
 from airflow_provider_orders import __version__
 from airflow_provider_orders.exceptions import (
     AuthenticationFailedError,
@@ -35,13 +33,12 @@ from airflow_provider_orders.exceptions import (
     RequestRejectedError,
 )
 from airflow_provider_orders.hooks._common import (
+    ConfiguredHook,
     ConnectionSettings,
-    amask,
     async_timeout,
     configuration_failure,
     describe_client_error,
     get_extra_str,
-    mask,
     never_sent,
     normalize_url,
     parse_settings,
@@ -204,6 +201,10 @@ class _Config:
     client_name: str
     client_version: str
 
+    @property
+    def secret(self) -> str:
+        return self.token
+
     @classmethod
     def from_connection(cls, conn: Connection, extra: Mapping[str, Any], conn_id: str) -> _Config:
         ctype = EzCaterHook.conn_type
@@ -232,7 +233,7 @@ class _Config:
         }
 
 
-class EzCaterHook(BaseHook):
+class EzCaterHook(ConfiguredHook[_Config]):
     """Read, accept and reject ezCater catering orders through the GraphQL Orders API.
 
     :param ezcater_conn_id: Airflow connection of type ``ezcater``.
@@ -252,22 +253,8 @@ class EzCaterHook(BaseHook):
 
     # ---------------------------------------------------------------- connection and client
 
-    def _get_config(self) -> _Config:
-        if self._config is None:
-            conn = self.get_connection(self.ezcater_conn_id)
-            config = _Config.from_connection(conn, conn.extra_dejson, self.ezcater_conn_id)
-            mask(config.token)
-            self._config = config
-        return self._config
-
-    async def _aget_config(self) -> _Config:
-        if self._config is None:
-            conn = await self.aget_connection(self.ezcater_conn_id)
-            extra = await conn.aextra_dejson()
-            config = _Config.from_connection(conn, extra, self.ezcater_conn_id)
-            await amask(config.token)
-            self._config = config
-        return self._config
+    def _parse_config(self, conn: Connection, extra: Mapping[str, Any], conn_id: str) -> _Config:
+        return _Config.from_connection(conn, extra, conn_id)
 
     @property
     def url(self) -> str:
