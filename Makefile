@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEV_STAMP := $(VENV)/.installed-dev
 RUN_STAMP := $(VENV)/.installed-run
 
-.PHONY: demo airflow test test-e2e lint fmt clean smoke
+.PHONY: demo airflow test test-e2e lint fmt clean smoke bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,9 +56,22 @@ smoke:
 	$(SMOKE_VENV)/bin/python -c 'import airflow; assert airflow.__version__ == "$(AIRFLOW_MIN)", airflow.__version__; print("smoke on Airflow", airflow.__version__)'
 	$(SMOKE_VENV)/bin/python -m pytest -q tests/test_provider_info.py tests/test_example_dags.py
 
+## bench: import cost, requests per operation, deferred scale, hook overhead -> docs/benchmarks.md
+# A venv of its own: the dbt-cloud provider (the import-cost comparison) must not leak into the tests.
+BENCH_VENV ?= .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed-bench
+$(BENCH_STAMP): pyproject.toml
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install -q -e '.[bench]'
+	touch $@
+
+bench: $(BENCH_STAMP)
+	$(BENCH_VENV)/bin/python benchmarks/run.py --output docs/benchmarks.md
+
 fmt: $(DEV_STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) .airflow-home .artifacts build dist *.egg-info
+	rm -rf $(VENV) $(BENCH_VENV) .venv-smoke .airflow-home .artifacts build dist *.egg-info
