@@ -27,6 +27,7 @@ import json
 import threading
 import time
 import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -58,8 +59,6 @@ from airflow_provider_orders.hooks._common import (
 from airflow_provider_orders.hooks._retry import RetryableError, parse_retry_after
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     import httpx
     import requests
     from airflow.sdk import Connection
@@ -251,7 +250,42 @@ class _Call:
 
 
 def _path(*segments: Any) -> str:
+    for segment in segments:
+        if str(segment) in ("", ".", ".."):
+            # Percent-encoding leaves these alone, and HTTP clients and servers resolve them as
+            # "this" / "parent" directory: the request would silently go to another route.
+            raise RequestRejectedError(
+                f"{str(segment)!r} is not a usable DataKitchen kitchen, recipe, variation or id: an "
+                "empty, '.' or '..' name would change the request's URL."
+            )
     return "/v2/" + "/".join(quote_segment(s) for s in segments)
+
+
+def _check_parameters(parameters: Any, subject: str) -> dict[str, Any]:
+    """The variable overrides as a JSON-ready dict, or a RequestRejectedError naming what is wrong.
+
+    Checked before anything is sent, so a bad value is a clear permanent error, never an order whose
+    outcome looks unknown.
+    """
+    if parameters is None:
+        return {}
+    if not isinstance(parameters, Mapping):
+        raise RequestRejectedError(
+            f"The parameters for {subject} must be a dict of variable overrides "
+            f"(name → value), got {type(parameters).__name__}."
+        )
+    for name, value in parameters.items():
+        if not isinstance(name, str):
+            raise RequestRejectedError(
+                f"Variable override names in the parameters for {subject} must be strings, got {name!r}."
+            )
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise RequestRejectedError(
+                f"Variable override {name!r} in the parameters for {subject} cannot be sent as JSON: {exc}."
+            ) from None
+    return dict(parameters)
 
 
 def _krv(kitchen: str, recipe: str, variation: str) -> str:
@@ -375,7 +409,10 @@ class DataKitchenHook(ConfiguredHook[_Config]):
             "PUT",
             _path("order", "create", kitchen, recipe, variation),
             what=f"create an order for {_krv(kitchen, recipe, variation)}",
-            json={"parameters": dict(parameters or {}), "schedule": "now"},
+            json={
+                "parameters": _check_parameters(parameters, _krv(kitchen, recipe, variation)),
+                "schedule": "now",
+            },
             creates_order=True,
             kitchen=kitchen,
             subject=_krv(kitchen, recipe, variation),
