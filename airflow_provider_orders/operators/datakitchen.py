@@ -179,8 +179,9 @@ class SubmitRecipeOrderOperator(BaseOperator):
     :param datakitchen_conn_id: connection of type ``datakitchen``.
 
     Returns the order id (XCom ``return_value``). XComs pushed on the way: ``order_id`` right after the
-    order exists, ``order_run_id`` and ``order_run_url`` as soon as the run is known, and
-    ``order_run_status`` (the final status) when waiting.
+    order exists; when waiting, ``order_run_id`` and ``order_run_url`` as soon as the run is known and
+    ``order_run_status`` (the final status). Without waiting the task makes exactly one request (the
+    create): the run does not exist yet, so watch it with ``RecipeOrderRunSensor(order_id=...)``.
 
     Retries never create a second order: the order id is written to the task state store
     (``context["task_state_store"]``, key ``datakitchen_order``) the moment DataKitchen returns it. A later
@@ -286,7 +287,6 @@ class SubmitRecipeOrderOperator(BaseOperator):
         if not self.wait_for_completion:
             if self.deferrable:
                 self.log.warning("deferrable=True has no effect without wait_for_completion=True.")
-            self._note_first_run(context, order_id)
             self._done = True
             return order_id
 
@@ -384,18 +384,6 @@ class SubmitRecipeOrderOperator(BaseOperator):
             )
         self.log.info("Submitted %s", self._describe(order_id))
         return order_id
-
-    def _note_first_run(self, context: Context, order_id: str) -> None:
-        """Without waiting: one best-effort read so that the run id and link exist when the run does."""
-        try:
-            runs = self.hook.get_order_runs(self.kitchen, order_id)
-        except OrdersProviderError as exc:
-            self.log.warning(
-                "Could not read the runs of order %s (not waiting, so ignored): %s", order_id, exc
-            )
-            return
-        if runs and run_id_of(runs[0]):
-            self._note_run(context, run_id_of(runs[0]))
 
     # ------------------------------------------------------------------ waiting (worker)
 
