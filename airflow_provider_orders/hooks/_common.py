@@ -7,9 +7,10 @@ Heavy clients (requests, httpx) are imported inside the functions that need them
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -67,13 +68,19 @@ class ConfiguredHook(BaseHook, Generic[ConfigT]):
         return self._config
 
     async def _aget_config(self) -> ConfigT:
-        """The async twin for triggers: the connection is read with the async API."""
+        """The async twin for triggers: the connection is read with the async API.
+
+        A thousand triggers starting together each read their connection once; the loop's request gate
+        lets only a few lookups run at a time, so the loop keeps ticking meanwhile.
+        """
         if self._config is None:
-            conn = await self.aget_connection(self._conn_id)
-            extra = await conn.aextra_dejson()
-            config = self._parse_config(conn, extra, self._conn_id)
-            await amask(config.secret)
-            self._config = config
+            async with async_request_gate():
+                if self._config is None:
+                    conn = await self.aget_connection(self._conn_id)
+                    extra = await conn.aextra_dejson()
+                    config = self._parse_config(conn, extra, self._conn_id)
+                    await amask(config.secret)
+                    self._config = config
         return self._config
 
 
@@ -149,7 +156,7 @@ class ConnectionSettings:
     max_retries: int = DEFAULT_MAX_RETRIES
     retry_delay: float = DEFAULT_RETRY_DELAY
 
-    @property
+    @functools.cached_property
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(max_retries=self.max_retries, retry_delay=self.retry_delay)
 
@@ -321,13 +328,53 @@ def describe_client_error(exc: BaseException) -> str:
 
 
 # --------------------------------------------------------------------------------------------------
-# Process-wide async clients: one httpx.AsyncClient per (event loop, verify_ssl)
+# Process-wide async clients: one httpx.AsyncClient per (event loop, verify_ssl), one request gate per loop
 # --------------------------------------------------------------------------------------------------
 
-_ASYNC_CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[bool, httpx.AsyncClient]] = (
-    weakref.WeakKeyDictionary()
-)
-_ASYNC_CLIENTS_LOCK = threading.Lock()
+#: HTTP requests (and connection lookups) one event loop runs at once; the others wait their turn in an
+#: ``asyncio.Semaphore`` (O(1) per waiter, woken in FIFO order). It is what bounds a triggerer's request
+#: rate (in flight / API latency): 20 at 200 ms is 100 requests/s, 1,000 triggers polling every 10 s.
+ASYNC_MAX_IN_FLIGHT = 20
+#: Connections of each shared ``httpx.AsyncClient`` (its pool limit), above :data:`ASYNC_MAX_IN_FLIGHT` so
+#: that httpcore's own pool queue stays empty: httpcore 1.0.x re-scans every queued request against every
+#: connection on each pool event (O(queued x connections), encode/httpcore#1035), which stalled the event
+#: loop of a triggerer holding 1,000 deferred tasks for seconds.
+ASYNC_MAX_CONNECTIONS = ASYNC_MAX_IN_FLIGHT + 4
+
+
+@dataclass
+class _LoopState:
+    """What the hooks share within one event loop."""
+
+    gate: asyncio.Semaphore
+    clients: dict[bool, httpx.AsyncClient] = field(default_factory=dict)
+
+
+_LOOPS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = weakref.WeakKeyDictionary()
+_LOOPS_LOCK = threading.Lock()
+
+
+def _loop_state() -> _LoopState:
+    loop = asyncio.get_running_loop()
+    state = _LOOPS.get(loop)
+    if state is None:
+        with _LOOPS_LOCK:
+            for other in [lp for lp in _LOOPS if lp.is_closed()]:
+                del _LOOPS[other]
+            state = _LOOPS.get(loop)
+            if state is None:
+                state = _LOOPS[loop] = _LoopState(asyncio.Semaphore(ASYNC_MAX_IN_FLIGHT))
+    return state
+
+
+def async_request_gate() -> asyncio.Semaphore:
+    """The running loop's gate: hold it (``async with``) around every async HTTP request and connection
+    lookup, never across a retry's sleep, and never while acquiring it again (no nesting).
+
+    It bounds what one triggerer loop does at once to :data:`ASYNC_MAX_IN_FLIGHT`, however many triggers
+    wake at the same moment, so no single loop iteration does more than that many requests' worth of work.
+    """
+    return _loop_state().gate
 
 
 def shared_async_client(verify_ssl: bool) -> httpx.AsyncClient:
@@ -335,47 +382,48 @@ def shared_async_client(verify_ssl: bool) -> httpx.AsyncClient:
 
     A triggerer runs hundreds of triggers in one loop; a client per trigger would hold hundreds of
     connection pools and TLS contexts. Timeouts are passed per request, so one client serves every
-    connection of the loop.
+    connection of the loop. Send through it while holding :func:`async_request_gate`.
     """
-    import httpx
+    state = _loop_state()
+    client = state.clients.get(verify_ssl)
+    if client is None or client.is_closed:
+        import httpx
 
-    loop = asyncio.get_running_loop()
-    with _ASYNC_CLIENTS_LOCK:
-        for other in [lp for lp in _ASYNC_CLIENTS if lp.is_closed()]:
-            del _ASYNC_CLIENTS[other]
-        clients = _ASYNC_CLIENTS.setdefault(loop, {})
-        client = clients.get(verify_ssl)
-        if client is None or client.is_closed:
-            client = httpx.AsyncClient(
-                verify=verify_ssl,
-                limits=httpx.Limits(max_connections=20, max_keepalive_connections=20),
-                follow_redirects=False,
-            )
-            clients[verify_ssl] = client
-        return client
+        client = httpx.AsyncClient(
+            verify=verify_ssl,
+            limits=httpx.Limits(
+                max_connections=ASYNC_MAX_CONNECTIONS, max_keepalive_connections=ASYNC_MAX_CONNECTIONS
+            ),
+            follow_redirects=False,
+        )
+        state.clients[verify_ssl] = client
+    return client
 
 
 async def aclose_shared_async_clients() -> None:
     """Close the running loop's shared async clients (call before the loop ends, e.g. in tests)."""
     loop = asyncio.get_running_loop()
-    with _ASYNC_CLIENTS_LOCK:
-        clients = _ASYNC_CLIENTS.pop(loop, {})
-    for client in clients.values():
+    with _LOOPS_LOCK:
+        state = _LOOPS.pop(loop, None)
+    for client in state.clients.values() if state is not None else ():
         await client.aclose()
 
 
 def async_timeout(seconds: float) -> httpx.Timeout:
-    """Per-request httpx timeout: ``seconds`` for connect/read/write; waiting for a pooled slot is unbounded
-    (the shared pool may be busy with other triggers; their own requests are bounded)."""
+    """Per-request httpx timeout: ``seconds`` for connect/read/write; waiting for a pooled slot (or for the
+    loop's request gate) is unbounded: other triggers hold them, and their own requests are bounded."""
     import httpx
 
     return httpx.Timeout(seconds, pool=None)
 
 
 __all__ = [
+    "ASYNC_MAX_CONNECTIONS",
+    "ASYNC_MAX_IN_FLIGHT",
     "ConnectionSettings",
     "aclose_shared_async_clients",
     "amask",
+    "async_request_gate",
     "async_timeout",
     "configuration_failure",
     "describe_client_error",

@@ -127,20 +127,58 @@ class RetryPolicy:
         )
 
     def call(self, fn: Callable[[], T], *, what: str, log: logging.Logger | Any) -> T:
-        """Run ``fn`` with this policy; a spent budget raises TransientOrdersError."""
+        """Run ``fn`` with this policy; a spent budget raises TransientOrdersError.
+
+        The first attempt runs directly: the tenacity machinery (a ``Retrying`` object, its thread-local
+        state and reference cycles) is only built once an attempt has failed, not on every call.
+        """
+        try:
+            return fn()
+        except RetryableError as error:
+            first = error
         retrying = tenacity.Retrying(**self._tenacity_kwargs(what, log))
         try:
-            return retrying(fn)
+            return retrying(_replay_first_failure(first, fn))
         except RetryableError as error:
             raise self._exhausted(what, error) from error
 
     async def acall(self, fn: Callable[[], Awaitable[T]], *, what: str, log: logging.Logger | Any) -> T:
         """Async twin of :meth:`call` (tenacity ``AsyncRetrying``, non-blocking sleeps)."""
+        try:
+            return await fn()
+        except RetryableError as error:
+            first = error
         retrying = tenacity.AsyncRetrying(**self._tenacity_kwargs(what, log))
         try:
-            return await retrying(fn)
+            return await retrying(_areplay_first_failure(first, fn))
         except RetryableError as error:
             raise self._exhausted(what, error) from error
+
+
+def _replay_first_failure(first: RetryableError, fn: Callable[[], T]) -> Callable[[], T]:
+    """``fn`` for tenacity, whose attempt 1 is the failure already seen (re-raised, not re-run)."""
+    pending = [first]
+
+    def attempt() -> T:
+        if pending:
+            raise pending.pop()
+        return fn()
+
+    return attempt
+
+
+def _areplay_first_failure(
+    first: RetryableError, fn: Callable[[], Awaitable[T]]
+) -> Callable[[], Awaitable[T]]:
+    """Async :func:`_replay_first_failure`."""
+    pending = [first]
+
+    async def attempt() -> T:
+        if pending:
+            raise pending.pop()
+        return await fn()
+
+    return attempt
 
 
 __all__ = ["MAX_WAIT_SECONDS", "RetryPolicy", "RetryableError", "parse_retry_after"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import threading
@@ -45,6 +46,7 @@ from airflow_provider_orders.hooks._common import (
     ConfiguredHook,
     ConnectionSettings,
     amask,
+    async_request_gate,
     async_timeout,
     configuration_failure,
     describe_client_error,
@@ -198,8 +200,9 @@ class _Config:
     customer: str | None
     link_style: str
 
-    @property
+    @functools.cached_property
     def key(self) -> _Key:
+        """The token-cache key (computed once per configuration: it is read on every request)."""
         digest = hashlib.sha256(self.password.encode("utf-8")).hexdigest()
         return (self.base_url, self.username, digest)
 
@@ -734,11 +737,12 @@ class DataKitchenHook(ConfiguredHook[_Config]):
             import httpx
 
             try:
-                response = await client.post(
-                    f"{config.base_url}/v2/login",
-                    data={"username": config.username, "password": config.password},
-                    timeout=async_timeout(config.settings.timeout),
-                )
+                async with async_request_gate():
+                    response = await client.post(
+                        f"{config.base_url}/v2/login",
+                        data={"username": config.username, "password": config.password},
+                        timeout=async_timeout(config.settings.timeout),
+                    )
             except (httpx.TransportError, httpx.InvalidURL) as exc:
                 raise self._login_failure(config, exc) from exc
             token = self._login_answer(config, response.status_code, response.headers, response.text)
@@ -799,17 +803,18 @@ class DataKitchenHook(ConfiguredHook[_Config]):
         import httpx
 
         try:
-            return await client.request(
-                call.method,
-                config.base_url + call.path,
-                json=call.json,
-                headers={
-                    "Authorization": f"Bearer {token}",
-                    "Accept": "application/json",
-                    "User-Agent": f"airflow-provider-orders/{__version__}",
-                },
-                timeout=async_timeout(config.settings.timeout),
-            )
+            async with async_request_gate():
+                return await client.request(
+                    call.method,
+                    config.base_url + call.path,
+                    json=call.json,
+                    headers={
+                        "Authorization": f"Bearer {token}",
+                        "Accept": "application/json",
+                        "User-Agent": f"airflow-provider-orders/{__version__}",
+                    },
+                    timeout=async_timeout(config.settings.timeout),
+                )
         except (httpx.TransportError, httpx.InvalidURL) as exc:
             raise self._client_failure(config, call, exc) from exc
 

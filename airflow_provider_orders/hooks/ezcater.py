@@ -17,6 +17,7 @@ and the order is now ``accepted``, that attempt succeeded and the order is retur
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from airflow_provider_orders.exceptions import (
 from airflow_provider_orders.hooks._common import (
     ConfiguredHook,
     ConnectionSettings,
+    async_request_gate,
     async_timeout,
     configuration_failure,
     describe_client_error,
@@ -51,7 +53,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     from airflow.sdk import Connection
-    from gql import Client
+    from gql import Client, GraphQLRequest
     from gql.client import SyncClientSession
 
 DEFAULT_ENDPOINT = "https://api.ezcater.com/graphql"
@@ -118,6 +120,50 @@ def _document(operation: _Operation) -> Any:
         from gql import gql
 
         request = _PARSED[operation.name] = gql(operation.text)
+    return request
+
+
+_PRINTED: dict[str, str] = {}
+
+
+@functools.cache
+def _prepared_request_class() -> type[GraphQLRequest]:
+    """A ``GraphQLRequest`` whose query text is printed once per operation and process.
+
+    gql 4 prints the parsed document back to text (``graphql.print_ast``) on every call to build the
+    request body; that was a tenth of a millisecond per call. The text sent is the same.
+    """
+    from gql import GraphQLRequest
+
+    class PreparedRequest(GraphQLRequest):
+        query_text = ""
+
+        @property
+        def payload(self) -> dict[str, Any]:
+            payload: dict[str, Any] = {"query": self.query_text}
+            if self.operation_name:
+                payload["operationName"] = self.operation_name
+            if self.variable_values:
+                payload["variables"] = self.variable_values
+            if self.extensions:
+                payload["extensions"] = self.extensions
+            return payload
+
+    return PreparedRequest
+
+
+def _graphql_request(operation: _Operation, variables: dict[str, Any]) -> GraphQLRequest:
+    """The gql request of one call: the operation's document (parsed once) and these variables."""
+    document = _document(operation)
+    text = _PRINTED.get(operation.name)
+    if text is None:
+        from graphql import print_ast
+
+        text = _PRINTED[operation.name] = print_ast(document.document)
+    request: Any = _prepared_request_class()(
+        document, variable_values=variables, operation_name=operation.name
+    )
+    request.query_text = text
     return request
 
 
@@ -618,7 +664,6 @@ class EzCaterHook(ConfiguredHook[_Config]):
         order_id: str,
         state: _CallState,
     ) -> dict[str, Any]:
-        from gql import GraphQLRequest
         from gql.transport.exceptions import (
             TransportConnectionFailed,
             TransportProtocolError,
@@ -633,9 +678,7 @@ class EzCaterHook(ConfiguredHook[_Config]):
             seen["headers"] = response.headers
             seen["text"] = response.text
 
-        request = GraphQLRequest(
-            _document(operation), variable_values=variables, operation_name=operation.name
-        )
+        request = _graphql_request(operation, variables)
         body: Any
         try:
             result = self._sync_session().execute(
@@ -674,12 +717,13 @@ class EzCaterHook(ConfiguredHook[_Config]):
 
         client = shared_async_client(config.settings.verify_ssl)
         try:
-            response = await client.post(
-                config.url,
-                json={"query": operation.text, "variables": variables, "operationName": operation.name},
-                headers={**config.headers, "Accept": "application/json"},
-                timeout=async_timeout(config.settings.timeout),
-            )
+            async with async_request_gate():
+                response = await client.post(
+                    config.url,
+                    json={"query": operation.text, "variables": variables, "operationName": operation.name},
+                    headers={**config.headers, "Accept": "application/json"},
+                    timeout=async_timeout(config.settings.timeout),
+                )
         except (httpx.TransportError, httpx.InvalidURL) as exc:
             raise self._client_failure(config, operation, exc, state) from exc
         try:
