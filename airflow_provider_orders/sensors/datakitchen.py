@@ -13,9 +13,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import (
-    AirflowFailException,
     AirflowSensorTimeout,
-    AirflowSkipException,
 )
 
 from airflow_provider_orders.exceptions import PermanentOrdersError
@@ -30,10 +28,11 @@ from airflow_provider_orders.operators.datakitchen import (
     run_status_of,
     text_or_none,
 )
+from airflow_provider_orders.sensors._common import guarded_poke
 from airflow_provider_orders.status import FAILED_RUN_STATUSES, TERMINAL_RUN_STATUSES, OrderRunStatus
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Mapping, Sequence
 
     from airflow.sdk import Context
 
@@ -185,7 +184,7 @@ class RecipeOrderRunSensor(BaseSensorOperator):
         if not self.deferrable:
             return super().execute(context)
         end_time = time.time() + self.timeout
-        done = self._guard(lambda: self.poke(context))
+        done = guarded_poke(self, lambda: self.poke(context))
         if isinstance(done, PokeReturnValue) and done:
             return done.xcom_value
         from airflow_provider_orders.triggers.datakitchen import OrderRunTrigger
@@ -203,24 +202,6 @@ class RecipeOrderRunSensor(BaseSensorOperator):
             method_name="execute_complete",
             timeout=None,
         )
-
-    def _guard(self, poke: Callable[[], bool | PokeReturnValue]) -> bool | PokeReturnValue:
-        """One poke with BaseSensorOperator's soft_fail / never_fail / silent_fail rules."""
-        try:
-            return poke()
-        except AirflowSkipException:
-            raise
-        except (AirflowSensorTimeout, AirflowFailException) as exc:
-            if self.soft_fail or self.never_fail:
-                raise AirflowSkipException(f"Skipping: {exc}") from exc
-            raise
-        except Exception as exc:
-            if self.never_fail:
-                raise AirflowSkipException(f"Skipping: {exc}") from exc
-            if self.silent_fail:
-                self.log.exception("Sensor poke failed; silent_fail is set, so waiting on")
-                return False
-            raise
 
     def execute_complete(self, context: Context, event: Mapping[str, Any]) -> Any:
         """Resume after OrderRunTrigger fired (soft_fail is applied by resume_execution)."""

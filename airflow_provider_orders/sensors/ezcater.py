@@ -13,14 +13,13 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import (
-    AirflowFailException,
     AirflowSensorTimeout,
-    AirflowSkipException,
 )
 
 from airflow_provider_orders.exceptions import PermanentOrdersError
 from airflow_provider_orders.operators.datakitchen import error_from_event
 from airflow_provider_orders.operators.ezcater import validate_order_id
+from airflow_provider_orders.sensors._common import guarded_poke
 from airflow_provider_orders.status import normalize_lifecycle_state
 
 if TYPE_CHECKING:
@@ -119,21 +118,7 @@ class OrderLifecycleSensor(BaseSensorOperator):
         if not self.deferrable:
             return super().execute(context)
         end_time = time.time() + self.timeout
-        try:
-            done = self.poke(context)
-        except AirflowSkipException:
-            raise
-        except (AirflowSensorTimeout, AirflowFailException) as exc:
-            if self.soft_fail or self.never_fail:
-                raise AirflowSkipException(f"Skipping: {exc}") from exc
-            raise
-        except Exception as exc:
-            if self.never_fail:
-                raise AirflowSkipException(f"Skipping: {exc}") from exc
-            if not self.silent_fail:
-                raise
-            self.log.exception("Sensor poke failed; silent_fail is set, so waiting on")
-            done = False
+        done = guarded_poke(self, lambda: self.poke(context))
         if isinstance(done, PokeReturnValue) and done:
             return done.xcom_value
         from airflow_provider_orders.triggers.ezcater import OrderLifecycleTrigger
