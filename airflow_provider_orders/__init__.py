@@ -12,6 +12,32 @@ __version__ = "0.1.0"
 PACKAGE_NAME = "airflow-provider-orders"
 
 
+#: Connection form fields both connection types share: the hooks' HTTP and retry settings.
+_HTTP_CONN_FIELDS: dict[str, Any] = {
+    "timeout": {
+        "label": "Request timeout (seconds)",
+        "description": "Connect and read timeout of each HTTP request.",
+        "schema": {"type": ["number", "null"], "default": 60},
+    },
+    "verify_ssl": {
+        "label": "Verify TLS certificates",
+        "schema": {"type": ["boolean", "null"], "default": True},
+    },
+    "max_retries": {
+        "label": "Retries inside the hook",
+        "description": "How many times a transient failure (429, 5xx, connection error) "
+        "is retried inside one call before the task fails.",
+        "schema": {"type": ["integer", "null"], "default": 5},
+    },
+    "retry_delay": {
+        "label": "First retry delay (seconds)",
+        "description": "Base of the exponential backoff between those retries; "
+        "Retry-After from the API takes precedence.",
+        "schema": {"type": ["number", "null"], "default": 1.0},
+    },
+}
+
+
 def get_provider_info() -> dict[str, Any]:
     """Provider metadata read by Airflow's ProvidersManager (entry point ``apache_airflow_provider``)."""
     return {
@@ -91,27 +117,7 @@ def get_provider_info() -> dict[str, Any]:
                     },
                 },
                 "conn-fields": {
-                    "timeout": {
-                        "label": "Request timeout (seconds)",
-                        "description": "Connect and read timeout of each HTTP request.",
-                        "schema": {"type": ["number", "null"], "default": 60},
-                    },
-                    "verify_ssl": {
-                        "label": "Verify TLS certificates",
-                        "schema": {"type": ["boolean", "null"], "default": True},
-                    },
-                    "max_retries": {
-                        "label": "Retries inside the hook",
-                        "description": "How many times a transient failure (429, 5xx, connection error) "
-                        "is retried inside one call before the task fails.",
-                        "schema": {"type": ["integer", "null"], "default": 5},
-                    },
-                    "retry_delay": {
-                        "label": "First retry delay (seconds)",
-                        "description": "Base of the exponential backoff between those retries; "
-                        "Retry-After from the API takes precedence.",
-                        "schema": {"type": ["number", "null"], "default": 1.0},
-                    },
+                    **_HTTP_CONN_FIELDS,
                     "web_app_url": {
                         "label": "Web app URL (for links)",
                         "description": "Base URL of the DataKitchen web app; empty means the API base URL.",
@@ -150,27 +156,7 @@ def get_provider_info() -> dict[str, Any]:
                     },
                 },
                 "conn-fields": {
-                    "timeout": {
-                        "label": "Request timeout (seconds)",
-                        "description": "Connect and read timeout of each HTTP request.",
-                        "schema": {"type": ["number", "null"], "default": 60},
-                    },
-                    "verify_ssl": {
-                        "label": "Verify TLS certificates",
-                        "schema": {"type": ["boolean", "null"], "default": True},
-                    },
-                    "max_retries": {
-                        "label": "Retries inside the hook",
-                        "description": "How many times a transient failure (429, 5xx, connection error) "
-                        "is retried inside one call before the task fails.",
-                        "schema": {"type": ["integer", "null"], "default": 5},
-                    },
-                    "retry_delay": {
-                        "label": "First retry delay (seconds)",
-                        "description": "Base of the exponential backoff between those retries; "
-                        "Retry-After from the API takes precedence.",
-                        "schema": {"type": ["number", "null"], "default": 1.0},
-                    },
+                    **_HTTP_CONN_FIELDS,
                     "client_name": {
                         "label": "Client name",
                         "description": "Sent as apollographql-client-name; ezCater uses it to identify "

@@ -5,28 +5,29 @@ The DAG helpers (``make_dag``, ``run_dag``) live in ``dag_runner.py``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    from airflow_provider_orders.sandbox import DataKitchenSandbox, EzCaterSandbox
+    from airflow_provider_orders.sandbox import DataKitchenSandbox, EzCaterSandbox, SandboxServer
+
+SandboxT = TypeVar("SandboxT", bound="SandboxServer")
 
 
 # ------------------------------------------------------------------------------------------ sandboxes
 
 
-@pytest.fixture
-def dk_sandbox_factory(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., DataKitchenSandbox]]:
-    """Extra DataKitchen sandboxes, each behind its own connection id (isolated request logs/faults)."""
-    from airflow_provider_orders.sandbox import DataKitchenSandbox
+def _sandbox_factory(
+    sandbox_class: type[SandboxT], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., SandboxT]]:
+    """Extra sandboxes, each behind its own connection id (isolated request logs and faults)."""
+    started: list[SandboxT] = []
 
-    started: list[DataKitchenSandbox] = []
-
-    def make(conn_id: str, *, max_retries: int = 2, **extra: Any) -> DataKitchenSandbox:
-        sandbox = DataKitchenSandbox(port=0)
+    def make(conn_id: str, *, max_retries: int = 2, **extra: Any) -> SandboxT:
+        sandbox = sandbox_class(port=0)
         sandbox.start()
         started.append(sandbox)
         conn_extra = {"retry_delay": 0.01, "max_retries": max_retries, **extra}
@@ -36,6 +37,14 @@ def dk_sandbox_factory(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[...
     yield make
     for sandbox in started:
         sandbox.stop()
+
+
+@pytest.fixture
+def dk_sandbox_factory(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., DataKitchenSandbox]]:
+    """Extra DataKitchen sandboxes, each behind its own connection id."""
+    from airflow_provider_orders.sandbox import DataKitchenSandbox
+
+    yield from _sandbox_factory(DataKitchenSandbox, monkeypatch)
 
 
 @pytest.fixture
@@ -43,16 +52,4 @@ def ez_sandbox_factory(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[...
     """Extra ezCater sandboxes, each behind its own connection id."""
     from airflow_provider_orders.sandbox import EzCaterSandbox
 
-    started: list[EzCaterSandbox] = []
-
-    def make(conn_id: str, *, max_retries: int = 2, **extra: Any) -> EzCaterSandbox:
-        sandbox = EzCaterSandbox(port=0)
-        sandbox.start()
-        started.append(sandbox)
-        conn_extra = {"retry_delay": 0.01, "max_retries": max_retries, **extra}
-        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", sandbox.connection_json(conn_extra))
-        return sandbox
-
-    yield make
-    for sandbox in started:
-        sandbox.stop()
+    yield from _sandbox_factory(EzCaterSandbox, monkeypatch)
