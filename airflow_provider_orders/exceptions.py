@@ -15,9 +15,14 @@ and quotes the API's own text. No message ever contains a password, a JWT or an 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from airflow_provider_orders.models.datakitchen import describe_order
+
+if TYPE_CHECKING:
+    from airflow_provider_orders.models.datakitchen import OrderRun
 
 
 class OrdersProviderError(AirflowException):
@@ -112,6 +117,40 @@ class OrderRunFailedError(PermanentOrdersError):
         self.status = status
         self.orderrun_status = orderrun_status
         self.order_run_id = order_run_id
+
+    @classmethod
+    def ended(
+        cls,
+        run: OrderRun,
+        *,
+        kitchen: str,
+        order_id: str | None,
+        recipe: str | None = None,
+        variation: str | None = None,
+    ) -> OrderRunFailedError:
+        """The error for a run that ended in SERVING_ERROR / STOPPED_SERVING, quoting DataKitchen's text."""
+        where = describe_order(kitchen, order_id, recipe=recipe, variation=variation, order_run_id=run.id)
+        api = f": {run.message}" if run.message else ""
+        return cls(
+            f"{where} ended with status {run.status_text}{api}",
+            status=run.status_text,
+            orderrun_status=run.message,
+            order_run_id=run.id,
+            api_message=run.message,
+        )
+
+    @classmethod
+    def timed_out(
+        cls, where: str, *, timeout: float, run: OrderRun | None, stopped: str
+    ) -> OrderRunFailedError:
+        """The error for a wait that passed its ``timeout``; ``stopped`` says what was stopped."""
+        status = run.status_text if run is not None else None
+        return cls(
+            f"{where} did not finish within timeout={timeout:g}s (last status: "
+            f"{status or 'no run yet'}); {stopped}.",
+            status=status,
+            order_run_id=run.id if run is not None else None,
+        )
 
 
 class OrderOutcomeUnknownError(PermanentOrdersError):

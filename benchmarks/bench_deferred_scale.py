@@ -78,7 +78,7 @@ async def _wait_all(triggers: list[Any], hard_deadline: float) -> dict[str, Any]
     if pending:
         statuses["still waiting at the deadline"] = len(pending)
     try:
-        from airflow_provider_orders.hooks._common import aclose_shared_async_clients
+        from airflow_provider_orders.hooks._http import aclose_shared_async_clients
 
         await aclose_shared_async_clients()
     except ImportError:  # pragma: no cover

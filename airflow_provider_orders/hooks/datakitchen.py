@@ -42,19 +42,21 @@ from airflow_provider_orders.exceptions import (
     PermanentOrdersError,
     RequestRejectedError,
 )
-from airflow_provider_orders.hooks._common import (
+from airflow_provider_orders.hooks._connection import (
     ConfiguredHook,
     ConnectionSettings,
     amask,
+    get_extra_str,
+    mask,
+    normalize_url,
+    parse_settings,
+)
+from airflow_provider_orders.hooks._http import (
     async_request_gate,
     async_timeout,
     configuration_failure,
     describe_client_error,
-    get_extra_str,
-    mask,
     never_sent,
-    normalize_url,
-    parse_settings,
     quote_segment,
     shared_async_client,
 )

@@ -33,17 +33,19 @@ from airflow_provider_orders.exceptions import (
     OrdersProviderError,
     RequestRejectedError,
 )
-from airflow_provider_orders.hooks._common import (
+from airflow_provider_orders.hooks._connection import (
     ConfiguredHook,
     ConnectionSettings,
+    get_extra_str,
+    normalize_url,
+    parse_settings,
+)
+from airflow_provider_orders.hooks._http import (
     async_request_gate,
     async_timeout,
     configuration_failure,
     describe_client_error,
-    get_extra_str,
     never_sent,
-    normalize_url,
-    parse_settings,
     shared_async_client,
 )
 from airflow_provider_orders.hooks._retry import RetryableError, parse_retry_after

@@ -6,7 +6,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from airflow_provider_orders.hooks._common import aclose_shared_async_clients
+from airflow_provider_orders.hooks._http import aclose_shared_async_clients
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine

@@ -22,7 +22,7 @@ from airflow_provider_orders.exceptions import (
     TransientOrdersError,
 )
 from airflow_provider_orders.hooks import datakitchen as dk_module
-from airflow_provider_orders.hooks._common import shared_async_client
+from airflow_provider_orders.hooks._http import shared_async_client
 from airflow_provider_orders.hooks.datakitchen import DataKitchenHook, jwt_expiry
 
 if TYPE_CHECKING:

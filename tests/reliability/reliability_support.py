@@ -127,7 +127,7 @@ def first_event(trigger: Any, timeout: float = 20.0) -> Any:
     """Run ``trigger.run()`` in a fresh event loop and return its first event (then stop the trigger)."""
 
     async def main() -> Any:
-        from airflow_provider_orders.hooks._common import aclose_shared_async_clients
+        from airflow_provider_orders.hooks._http import aclose_shared_async_clients
 
         agen = trigger.run()
         try:
