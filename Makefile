@@ -26,12 +26,13 @@ $(RUN_STAMP): pyproject.toml | $(BIN)/python
 	touch $@
 
 ## demo: run example_order_pipeline end to end with `airflow dags test` against both sandboxes
+# dev/demo.py is a script of this checkout, not part of the installed package.
 demo: $(RUN_STAMP)
-	$(BIN)/python -m airflow_provider_orders.sandbox.demo $(DEMO_ARGS)
+	$(BIN)/python dev/demo.py $(DEMO_ARGS)
 
 ## airflow: `airflow standalone` (UI on http://localhost:8080) with the example DAGs and the sandboxes
 airflow: $(RUN_STAMP)
-	$(BIN)/python -m airflow_provider_orders.sandbox.demo --standalone $(DEMO_ARGS)
+	$(BIN)/python dev/demo.py --standalone $(DEMO_ARGS)
 
 ## test: the whole suite (sandboxes, hooks, operators via dag.test(), reliability matrix)
 test: $(DEV_STAMP)

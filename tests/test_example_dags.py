@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
     from airflow_provider_orders.sandbox import DataKitchenSandbox, EzCaterSandbox
 
 EXAMPLE_DAGS = Path(__file__).resolve().parents[1] / "example_dags"
+#: The `make demo` / `make airflow` driver: a script of the checkout, not a module of the package.
+DEMO_SCRIPT = Path(__file__).resolve().parents[1] / "dev" / "demo.py"
 EXAMPLE_DAG_IDS = {"example_order_pipeline", "example_accept_orders_from_conf", "example_reject_order"}
 
 # Run in a fresh interpreter: any network call fails, the connection lookups are counted, and the
@@ -64,6 +67,20 @@ _PARSE_PROBE = textwrap.dedent(
 )
 
 
+def _demo_module() -> Any:
+    """``dev/demo.py``, loaded from its path: it is a script of the checkout, not part of the package."""
+    spec = importlib.util.spec_from_file_location("orders_dev_demo", DEMO_SCRIPT)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # before running it: its dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
+    return module
+
+
 def test_example_dags_import_without_errors() -> None:
     from airflow.dag_processing.dagbag import DagBag
 
@@ -84,9 +101,9 @@ def test_example_dags_import_without_errors() -> None:
     assert form.get_param("overrides").schema["type"] == "object"
     assert form.get_param("ezcater_order_ids").schema["type"] == "array"
     # The defaults are the ezCater sandbox's demo orders that `make demo` seeds.
-    from airflow_provider_orders.sandbox.demo import DEMO_EZCATER_ORDER_IDS
+    demo = _demo_module()
 
-    assert form["ezcater_order_ids"] == list(DEMO_EZCATER_ORDER_IDS)
+    assert form["ezcater_order_ids"] == list(demo.DEMO_EZCATER_ORDER_IDS)
 
 
 def test_parsing_example_folder_is_offline_and_cheap() -> None:
@@ -211,12 +228,25 @@ def test_accept_from_conf_says_what_the_conf_must_look_like(conf: dict[str, Any]
         read_conf.python_callable(dag_run=run)
 
 
+def test_demo_driver_is_a_script_of_the_checkout_not_a_module_of_the_package() -> None:
+    import airflow_provider_orders.sandbox
+
+    assert DEMO_SCRIPT.is_file()
+    sandbox_dir = Path(airflow_provider_orders.sandbox.__file__).parent
+    assert not (sandbox_dir / "demo.py").exists()
+    assert importlib.util.find_spec("airflow_provider_orders.sandbox.demo") is None
+    # It finds the example DAGs relative to itself (dev/..), wherever it is started from.
+    assert _demo_module().find_project_dir() == EXAMPLE_DAGS.parent
+
+
 def test_demo_driver_runs_airflow_only_in_subprocesses() -> None:
     """`make demo` imports the driver before Airflow is set up: it must not import Airflow itself."""
     code = (
-        "import sys, airflow_provider_orders.sandbox.demo as demo; "
+        "import sys; sys.path.insert(0, sys.argv[1]); import demo; "
         "demo.EzCaterSandbox; "  # the lazily imported ezCater sandbox too
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('airflow', 'gql', 'requests', 'httpx')))"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(DEMO_SCRIPT.parent)], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == "[]"

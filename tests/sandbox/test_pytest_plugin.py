@@ -54,18 +54,59 @@ def test_markers_pass_options(
     assert ez_conn["extra"] == {"retry_delay": 0.01, "client_name": "my-dags"}
 
 
+#: What neither the plugin nor the sandboxes may import: Airflow, graphql-core, gql, requests.
+HEAVY = ("airflow", "graphql", "gql", "requests")
+
+# What importing the pytest plugin alone loads (pytest imports it in every session of an environment
+# where the provider is installed, whether or not a test uses a fixture).
+_PLUGIN_IMPORT_PROBE = """
+import json, sys
+before = set(sys.modules)
+import airflow_provider_orders.sandbox.pytest_plugin
+print(json.dumps(sorted(set(sys.modules) - before)))
+"""
+
+
+def _modules_loaded_by_the_plugin_import() -> list[str]:
+    result = subprocess.run(
+        [sys.executable, "-c", _PLUGIN_IMPORT_PROBE], capture_output=True, text=True, timeout=60, check=True
+    )
+    loaded: list[str] = json.loads(result.stdout.strip().splitlines()[-1])
+    assert "airflow_provider_orders.sandbox.pytest_plugin" in loaded  # the probe did import it
+    return loaded
+
+
 def test_plugin_and_sandbox_imports_stay_cheap() -> None:
     code = (
         "import sys\n"
         "import airflow_provider_orders.sandbox.pytest_plugin\n"
         "from airflow_provider_orders.sandbox import DataKitchenSandbox\n"
-        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('airflow', 'graphql', 'gql', 'requests'))\n"
+        f"heavy = sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})\n"
         "print(heavy)\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_plugin_import_loads_neither_heavy_dependencies_nor_the_ezcater_sandbox() -> None:
+    loaded = _modules_loaded_by_the_plugin_import()
+
+    assert [m for m in loaded if m.split(".")[0] in HEAVY] == []
+    assert [m for m in loaded if m.startswith("airflow_provider_orders.sandbox.ezcater")] == []
+
+
+def test_plugin_import_loads_no_sandbox_until_a_fixture_is_used() -> None:
+    loaded = _modules_loaded_by_the_plugin_import()
+
+    sandbox_modules = [
+        m
+        for m in loaded
+        if m.startswith("airflow_provider_orders.sandbox.")
+        and m != "airflow_provider_orders.sandbox.pytest_plugin"
+    ]
+    assert sandbox_modules == []
 
 
 USER_TESTS = """

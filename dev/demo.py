@@ -1,17 +1,22 @@
 """The ``make demo`` and ``make airflow`` driver: both sandboxes plus a real Airflow, on this machine.
 
-``python -m airflow_provider_orders.sandbox.demo``
+A development script of this checkout, not part of the installed package (the wheel does not ship it):
+it reads the checkout's ``example_dags/`` and keeps its Airflow home in the checkout's ``.airflow-home/``,
+both found relative to this file (``dev/..``).
+
+``python dev/demo.py``
     starts the DataKitchen and ezCater sandboxes on loopback, seeds the demo catering orders, prepares a
     project-local ``AIRFLOW_HOME`` (``.airflow-home/``, SQLite), runs ``airflow db migrate`` (once per
     Airflow version) and ``airflow dags test example_order_pipeline``, prints what happened according to
     the sandboxes, stops them and exits non-zero if anything failed.
 
-``python -m airflow_provider_orders.sandbox.demo --standalone``
+``python dev/demo.py --standalone``
     the same sandboxes, then ``airflow standalone`` (UI, scheduler, dag-processor, triggerer) with the
     example DAGs and the sandbox connections, until Ctrl-C.
 
-Like the rest of the sandbox package this module never imports Airflow: Airflow runs in subprocesses
-(``python -m airflow ...`` with this interpreter's ``bin`` first on ``PATH``).
+Like the sandbox package it imports, this script never imports Airflow: Airflow runs in subprocesses
+(``python -m airflow ...`` with this interpreter's ``bin`` first on ``PATH``), so it runs before Airflow
+is set up.
 """
 
 from __future__ import annotations
@@ -59,18 +64,18 @@ def _print(*lines: str, file: TextIO | None = None) -> None:
     print("\n".join(lines), file=file or sys.stdout, flush=True)
 
 
-def find_project_dir(start: Path | None = None) -> Path:
-    """The project checkout: the first of ``start`` (default: cwd) and its parents with the example DAGs."""
-    candidates = [start or Path.cwd()]
-    candidates += list(candidates[0].resolve().parents)
-    candidates.append(Path(__file__).resolve().parents[2])  # editable install: the checkout itself
-    for candidate in candidates:
-        if (candidate / "example_dags" / f"{DAG_ID}.py").is_file():
-            return candidate.resolve()
-    raise SystemExit(
-        f"Cannot find example_dags/{DAG_ID}.py in {candidates[0]} or its parents: "
-        "run this from the airflow-provider-orders checkout (`make demo`)."
-    )
+#: The checkout this script belongs to: ``dev/..``.
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+
+
+def find_project_dir(project: Path = PROJECT_DIR) -> Path:
+    """The checkout (``dev/..``), after checking that it holds the example DAGs."""
+    if not (project / "example_dags" / f"{DAG_ID}.py").is_file():
+        raise SystemExit(
+            f"Cannot find example_dags/{DAG_ID}.py in {project}: dev/demo.py runs from the "
+            "airflow-provider-orders checkout it belongs to (`make demo`)."
+        )
+    return project
 
 
 # --------------------------------------------------------------------------------------------------
@@ -507,7 +512,7 @@ def run_standalone(home: AirflowHome, project: Path, port: int) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m airflow_provider_orders.sandbox.demo",
+        prog="python dev/demo.py",
         description="Run the example order pipeline with Airflow against both sandboxes (make demo), "
         "or Airflow standalone with them (make airflow).",
     )
