@@ -101,9 +101,9 @@ def measure(quick: bool) -> Table:
         order_ids = [hook.create_order(KITCHEN, RECIPE, VARIATION)["order_id"] for _ in range(n)]
         hook.close()
         del hook
-        from airflow_provider_orders.hooks import datakitchen as hook_module
+        from airflow_provider_orders.hooks._datakitchen_session import TOKENS
 
-        hook_module._TOKENS.clear()  # the triggerer logs in for itself
+        TOKENS.clear()  # the triggerer logs in for itself
         gc.collect()
         sb.call("clear_requests")
         idle_lags = asyncio.run(_idle_lags(2.0 if quick else 10.0))

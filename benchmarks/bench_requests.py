@@ -47,9 +47,9 @@ def _routes(*sandboxes: Any) -> dict[str, int]:
 
 
 def _fresh_process_state(*sandboxes: Any) -> None:
-    from airflow_provider_orders.hooks import datakitchen as dk_hook_module
+    from airflow_provider_orders.hooks._datakitchen_session import TOKENS
 
-    dk_hook_module._TOKENS.clear()  # what a new worker process starts with
+    TOKENS.clear()  # what a new worker process starts with
     for sb in sandboxes:
         sb.clear_requests()
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from airflow_provider_orders.hooks import datakitchen as dk_module
+from airflow_provider_orders.hooks._datakitchen_session import TOKENS
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -14,6 +14,6 @@ if TYPE_CHECKING:
 
 @pytest.fixture(autouse=True)
 def _fresh_token_cache() -> Iterator[None]:
-    dk_module._TOKENS.clear()
+    TOKENS.clear()
     yield
-    dk_module._TOKENS.clear()
+    TOKENS.clear()

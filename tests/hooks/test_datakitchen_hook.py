@@ -21,9 +21,9 @@ from airflow_provider_orders.exceptions import (
     RequestRejectedError,
     TransientOrdersError,
 )
-from airflow_provider_orders.hooks import datakitchen as dk_module
+from airflow_provider_orders.hooks._datakitchen_session import TOKENS, jwt_expiry
 from airflow_provider_orders.hooks._http import shared_async_client
-from airflow_provider_orders.hooks.datakitchen import DataKitchenHook, jwt_expiry
+from airflow_provider_orders.hooks.datakitchen import DataKitchenHook
 
 if TYPE_CHECKING:
     from airflow_provider_orders.sandbox import DataKitchenSandbox
@@ -121,6 +121,29 @@ def test_stop_order_stops_the_order(datakitchen_sandbox: DataKitchenSandbox) -> 
     assert wait_for(lambda: dk.orders[order_id].order_status() == "STOPPED_ORDER")
     (stop,) = [r for r in dk.requests if r.route == "stop_order"]
     assert stop.json() == {"serving_book_hid": order_id, "kitchen_name": KITCHEN}
+
+
+def test_stop_run_or_order_stops_what_exists_and_says_so(datakitchen_sandbox: DataKitchenSandbox) -> None:
+    dk = datakitchen_sandbox
+    hook = DataKitchenHook()
+    order_id = _create(hook, "slow")
+    run = _first_run(hook, order_id)
+
+    assert hook.stop_run_or_order(KITCHEN, order_id, run["hid"]) == f"order run '{run['hid']}' was stopped"
+    assert [r.json() for r in dk.requests if r.route == "stop_run"] == [
+        {"serving_hid": run["hid"], "kitchen_name": KITCHEN}
+    ]
+    assert dk.count(route="stop_order") == 0
+
+    other = _create(hook, "slow")
+    assert (
+        hook.stop_run_or_order(KITCHEN, other, None) == f"no run had started, so order '{other}' was stopped"
+    )
+    assert [r.json() for r in dk.requests if r.route == "stop_order"] == [
+        {"serving_book_hid": other, "kitchen_name": KITCHEN}
+    ]
+    with pytest.raises(RequestRejectedError, match="Nothing to stop"):
+        hook.stop_run_or_order(KITCHEN, None, None)
 
 
 def test_get_user_info_and_test_connection(datakitchen_sandbox: DataKitchenSandbox) -> None:
@@ -684,7 +707,7 @@ def test_many_concurrent_async_hooks_share_one_login_and_one_client(
     dk = datakitchen_sandbox
     order_id = _create(DataKitchenHook())
     dk.clear_requests()
-    dk_module._TOKENS.clear()  # the triggerer starts without a token
+    TOKENS.clear()  # the triggerer starts without a token
 
     async def many() -> tuple[int, int]:
         hooks = [DataKitchenHook() for _ in range(200)]
