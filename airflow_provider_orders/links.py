@@ -23,10 +23,14 @@ if TYPE_CHECKING:
 
     from airflow_provider_orders.hooks.datakitchen import DataKitchenHook
 
+#: XCom key holding the id of the order a ``SubmitRecipeOrderOperator`` created (pushed at once).
+ORDER_ID_XCOM_KEY = "order_id"
 #: XCom key holding the id of the order run a task submitted or watched.
 ORDER_RUN_ID_XCOM_KEY = "order_run_id"
 #: XCom key holding the web-app URL of the order run a task submitted or watched.
 ORDER_RUN_URL_XCOM_KEY = "order_run_url"
+#: XCom key holding the final status of the order run a task submitted or watched.
+ORDER_RUN_STATUS_XCOM_KEY = "order_run_status"
 
 
 class DataKitchenOrderRunLink(BaseOperatorLink):
@@ -63,7 +67,9 @@ def push_order_run_link(
 
 
 __all__ = [
+    "ORDER_ID_XCOM_KEY",
     "ORDER_RUN_ID_XCOM_KEY",
+    "ORDER_RUN_STATUS_XCOM_KEY",
     "ORDER_RUN_URL_XCOM_KEY",
     "DataKitchenOrderRunLink",
     "push_order_run_link",

@@ -1,10 +1,8 @@
 """Submit a DataKitchen recipe order and, optionally, wait for its order run.
 
-Cheap to import: only ``airflow.sdk`` and this package's exceptions / status / links modules are imported
-at module level; the hook (requests) and the trigger are imported inside the methods that use them.
-
-The small helpers at the top are shared with ``sensors.datakitchen`` and ``triggers.datakitchen`` so that
-the three tell the same story about a run (same statuses, same messages).
+Cheap to import: only ``airflow.sdk`` and this package's light modules (exceptions, models, links) are
+imported at module level; the hook (requests) and the trigger are imported inside the methods that use
+them.
 """
 
 from __future__ import annotations
@@ -12,152 +10,32 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.configuration import conf
 
-from airflow_provider_orders.exceptions import (
-    OrderRunFailedError,
-    OrdersProviderError,
-    PermanentOrdersError,
-    TransientOrdersError,
+from airflow_provider_orders._arguments import rendered_id, seconds
+from airflow_provider_orders.exceptions import OrderRunFailedError, OrdersProviderError, PermanentOrdersError
+from airflow_provider_orders.links import (
+    ORDER_ID_XCOM_KEY,
+    ORDER_RUN_STATUS_XCOM_KEY,
+    DataKitchenOrderRunLink,
+    push_order_run_link,
 )
-from airflow_provider_orders.links import ORDER_RUN_ID_XCOM_KEY, DataKitchenOrderRunLink, push_order_run_link
-from airflow_provider_orders.status import (
-    FAILED_RUN_STATUSES,
-    TERMINAL_RUN_STATUSES,
-    OrderRunStatus,
-)
+from airflow_provider_orders.models.datakitchen import OrderRun, OrderRunStatus, describe_order
+from airflow_provider_orders.triggers.events import WaitEvent, WaitOutcome
 
 if TYPE_CHECKING:
+    from datetime import timedelta
+
     from airflow.sdk import Context
 
     from airflow_provider_orders.hooks.datakitchen import DataKitchenHook
 
-#: XCom keys pushed by the operator and the sensor (besides ``return_value``).
-XCOM_ORDER_ID = "order_id"
-XCOM_ORDER_RUN_ID = ORDER_RUN_ID_XCOM_KEY
-XCOM_ORDER_RUN_STATUS = "order_run_status"
-
 #: task_state_store key holding the order a try of SubmitRecipeOrderOperator created.
 ORDER_STATE_KEY = "datakitchen_order"
-
-
-# --------------------------------------------------------------------------------------------------
-# Shared helpers (operator, sensor, trigger)
-# --------------------------------------------------------------------------------------------------
-
-
-def run_id_of(run: Mapping[str, Any] | None) -> str | None:
-    """The order run id (``hid``; ``serving_hid`` in some answers) of a run dict."""
-    if not run:
-        return None
-    value = run.get("hid") or run.get("serving_hid")
-    return str(value) if value else None
-
-
-def run_status_of(run: Mapping[str, Any] | None) -> str | None:
-    """The run's ``status`` (e.g. ``ACTIVE_SERVING``), upper-cased."""
-    if not run:
-        return None
-    value = run.get("status")
-    return str(value).strip().upper() if value else None
-
-
-def describe_order(
-    kitchen: str,
-    order_id: str | None,
-    *,
-    recipe: str | None = None,
-    variation: str | None = None,
-    order_run_id: str | None = None,
-) -> str:
-    """``order 'o' (kitchen 'k', recipe 'r', variation 'v', order run 'x')`` for messages."""
-    parts = [f"kitchen '{kitchen}'"]
-    if recipe:
-        parts.append(f"recipe '{recipe}'")
-    if variation:
-        parts.append(f"variation '{variation}'")
-    if order_run_id:
-        parts.append(f"order run '{order_run_id}'")
-    head = f"DataKitchen order '{order_id}'" if order_id else "DataKitchen order run"
-    return f"{head} ({', '.join(parts)})"
-
-
-def order_run_failed_error(
-    *,
-    kitchen: str,
-    order_id: str | None,
-    order_run_id: str | None,
-    status: str | None,
-    orderrun_status: str | None,
-    recipe: str | None = None,
-    variation: str | None = None,
-) -> OrderRunFailedError:
-    """The error for a run that ended in SERVING_ERROR / STOPPED_SERVING."""
-    where = describe_order(kitchen, order_id, recipe=recipe, variation=variation, order_run_id=order_run_id)
-    api = f": {orderrun_status}" if orderrun_status else ""
-    return OrderRunFailedError(
-        f"{where} ended with status {status}{api}",
-        status=status,
-        orderrun_status=orderrun_status,
-        order_run_id=order_run_id,
-        api_message=orderrun_status,
-    )
-
-
-def error_from_event(event: Mapping[str, Any]) -> OrdersProviderError:
-    """The exception an ``"error"`` event of one of our triggers stands for."""
-    message = str(event.get("message") or "the trigger failed without a message")
-    if event.get("permanent"):
-        return PermanentOrdersError(message)
-    return TransientOrdersError(message)
-
-
-def event_error_fields(exc: BaseException) -> dict[str, Any]:
-    """``permanent`` / ``error_type`` of an error event built from an exception."""
-    return {"permanent": isinstance(exc, PermanentOrdersError), "error_type": type(exc).__name__}
-
-
-def coerce_seconds(value: float | timedelta | None, name: str, *, allow_zero: bool) -> float | None:
-    """``timedelta`` or a number of seconds → float seconds (None stays None)."""
-    if value is None:
-        return None
-    if isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
-    else:
-        raise ValueError(f"{name} must be a number of seconds or a timedelta, got {value!r}")
-    if seconds < 0 or (seconds == 0 and not allow_zero):
-        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'} seconds, got {value!r}")
-    return seconds
-
-
-def clean_id(value: Any, what: str, task_id: str) -> str | None:
-    """A rendered id: stripped string, None when not given. ``"None"`` (an empty XCom rendered) is an error."""
-    if value is None:
-        return None
-    if not isinstance(value, (str, int)) or isinstance(value, bool):
-        raise PermanentOrdersError(
-            f"Task '{task_id}': {what} must be a string, got {type(value).__name__} {value!r}."
-        )
-    text = str(value).strip()
-    if not text:
-        return None
-    if text == "None":
-        raise PermanentOrdersError(
-            f"Task '{task_id}': {what} rendered to 'None' (an XCom or conf value that was not set)."
-        )
-    return text
-
-
-# --------------------------------------------------------------------------------------------------
-# The operator
-# --------------------------------------------------------------------------------------------------
 
 
 class SubmitRecipeOrderOperator(BaseOperator):
@@ -218,8 +96,8 @@ class SubmitRecipeOrderOperator(BaseOperator):
         self.variation = variation
         self.parameters = parameters
         self.wait_for_completion = wait_for_completion
-        self.poll_interval = coerce_seconds(poll_interval, "poll_interval", allow_zero=True) or 0.0
-        self.timeout = coerce_seconds(timeout, "timeout", allow_zero=False)
+        self.poll_interval = seconds(poll_interval, "poll_interval", allow_zero=True) or 0.0
+        self.timeout = seconds(timeout, "timeout", allow_zero=False)
         self.deferrable = deferrable
         self.datakitchen_conn_id = datakitchen_conn_id
         # Set while executing; read by on_kill().
@@ -227,6 +105,7 @@ class SubmitRecipeOrderOperator(BaseOperator):
         self._order_run_id: str | None = None
         self._done = False
         self._store: Any = None  # context["task_state_store"] of the running try
+        self._overrides: dict[str, Any] = {}
 
     @cached_property
     def hook(self) -> DataKitchenHook:
@@ -242,47 +121,46 @@ class SubmitRecipeOrderOperator(BaseOperator):
         self._store = store = context.get("task_state_store")
         stored = self._stored_order(store)
         order_id: str | None = str(stored["order_id"]) if stored else None
-        run: dict[str, Any] | None = None
+        run: OrderRun | None = None
         read = False  # whether `run` is a fresh read of the order's newest run
         if stored and order_id is not None and self.wait_for_completion:
             run, read = self._read(order_id, None), True
-            status = run_status_of(run)
-            if status in FAILED_RUN_STATUSES and stored.get("failure_reported"):
+            if run is not None and run.is_failed and stored.get("failure_reported"):
                 # A try already failed the task for this run, so this try comes from a manual clear
                 # or rerun: the user asks for the recipe to run again.
                 self.log.warning(
                     "%s from an earlier try ended with %s, and that try failed the task; this try "
                     "(a clear or rerun) submits a new order.",
-                    self._describe(order_id, run_id_of(run)),
-                    status,
+                    self._describe(order_id, run.id),
+                    run.status_text,
                 )
                 order_id, run, read = None, None, False
-            elif status in FAILED_RUN_STATUSES and run is not None:
+            elif run is not None and run.is_failed:
                 # The run failed while no try was watching (a worker crash, or a scheduler that
                 # retried a resumed task). A failed remote run is permanent: report it, never
                 # resubmit behind the user's back.
                 self.log.warning(
                     "%s from an earlier try ended with %s while no try was watching; failing "
                     "with it instead of submitting a second order.",
-                    self._describe(order_id, run_id_of(run)),
-                    status,
+                    self._describe(order_id, run.id),
+                    run.status_text,
                 )
                 self._order_id = order_id
-                context["ti"].xcom_push(key=XCOM_ORDER_ID, value=order_id)
-                self._note_run(context, run_id_of(run))
+                context["ti"].xcom_push(key=ORDER_ID_XCOM_KEY, value=order_id)
+                self._publish_run(context, run.id)
                 return self._finish(context, order_id, run)
             else:
                 self.log.info(
                     "Reattaching to %s created by an earlier try (run status: %s); not submitting again.",
-                    self._describe(order_id, run_id_of(run)),
-                    status or "not started yet",
+                    self._describe(order_id, run.id if run else None),
+                    (run.status_text if run else None) or "not started yet",
                 )
         elif order_id is not None:
             self.log.info("%s was created by an earlier try; not submitting again.", self._describe(order_id))
         if order_id is None:
             order_id = self._submit(context)
         self._order_id = order_id
-        context["ti"].xcom_push(key=XCOM_ORDER_ID, value=order_id)
+        context["ti"].xcom_push(key=ORDER_ID_XCOM_KEY, value=order_id)
 
         if not self.wait_for_completion:
             if self.deferrable:
@@ -299,12 +177,7 @@ class SubmitRecipeOrderOperator(BaseOperator):
 
     def _check_rendered(self) -> None:
         for name in ("kitchen", "recipe", "variation"):
-            value = getattr(self, name)
-            if not isinstance(value, str) or not value.strip():
-                raise PermanentOrdersError(
-                    f"Task '{self.task_id}': {name} must be a non-empty string, got {value!r}."
-                )
-            setattr(self, name, value.strip())
+            setattr(self, name, rendered_id(getattr(self, name), name, self.task_id, required=True))
         self._overrides = self._parse_parameters(self.parameters)
 
     def _parse_parameters(self, parameters: Any) -> dict[str, Any]:
@@ -387,98 +260,78 @@ class SubmitRecipeOrderOperator(BaseOperator):
 
     # ------------------------------------------------------------------ waiting (worker)
 
-    def _read(self, order_id: str, run_id: str | None) -> dict[str, Any] | None:
+    def _read(self, order_id: str, run_id: str | None) -> OrderRun | None:
         """The run being watched: its details when its id is known, else the order's newest run."""
-        if run_id is None:
-            runs = self.hook.get_order_runs(self.kitchen, order_id)
-            return runs[0] if runs else None
-        return self.hook.get_order_run(self.kitchen, run_id)
+        from airflow_provider_orders.models.datakitchen import newest_run
 
-    def _wait(
-        self, context: Context, order_id: str, run: dict[str, Any] | None, end_time: float | None
-    ) -> str:
+        if run_id is None:
+            return newest_run(self.hook.get_order_runs(self.kitchen, order_id))
+        return OrderRun.from_api(self.hook.get_order_run(self.kitchen, run_id))
+
+    def _wait(self, context: Context, order_id: str, run: OrderRun | None, end_time: float | None) -> str:
         watch: str | None = None
         while True:
             if run is not None:
-                rid = run_id_of(run)
-                if rid and rid != self._order_run_id:
-                    self._note_run(context, rid)
-                status = run_status_of(run)
-                watch = rid
-                if status == OrderRunStatus.SERVING_RERAN.value:
+                if run.id and run.id != self._order_run_id:
+                    self._publish_run(context, run.id)
+                watch = run.id
+                if run.is_superseded:
                     # Superseded by a resume: follow the order's newest run.
-                    self.log.info("Order run %s was re-run; following the order's newest run.", rid)
+                    self.log.info("Order run %s was re-run; following the order's newest run.", run.id)
                     watch = None
-                elif status in TERMINAL_RUN_STATUSES:
+                elif run.is_terminal:
                     return self._finish(context, order_id, run)
                 else:
-                    self.log.info("%s is %s", self._describe(order_id, rid), status)
+                    self.log.info("%s is %s", self._describe(order_id, run.id), run.status_text)
             else:
                 self.log.info("%s: no order run yet", self._describe(order_id))
             if end_time is not None and time.time() >= end_time:
-                self._stop_after_timeout(order_id, self._order_run_id, run_status_of(run))
+                self._stop_after_timeout(order_id, run)
             pause = self.poll_interval
             if end_time is not None:
                 pause = max(0.0, min(pause, end_time - time.time()))
             time.sleep(pause)
             run = self._read(order_id, watch)
 
-    def _finish(self, context: Context, order_id: str, run: Mapping[str, Any]) -> str:
-        status = run_status_of(run)
-        rid = run_id_of(run)
+    def _finish(self, context: Context, order_id: str, run: OrderRun) -> str:
         self._done = True
-        context["ti"].xcom_push(key=XCOM_ORDER_RUN_STATUS, value=status)
-        if status in FAILED_RUN_STATUSES:
+        context["ti"].xcom_push(key=ORDER_RUN_STATUS_XCOM_KEY, value=run.status_text)
+        if run.is_failed:
             self._record_failure_reported()
-            raise order_run_failed_error(
-                kitchen=self.kitchen,
-                order_id=order_id,
-                order_run_id=rid,
-                status=status,
-                orderrun_status=text_or_none(run.get("orderrun_status")),
-                recipe=self.recipe,
-                variation=self.variation,
+            raise OrderRunFailedError.ended(
+                run, kitchen=self.kitchen, order_id=order_id, recipe=self.recipe, variation=self.variation
             )
-        self.log.info("%s finished with %s", self._describe(order_id, rid), status)
+        self.log.info("%s finished with %s", self._describe(order_id, run.id), run.status_text)
         return order_id
 
-    def _stop_after_timeout(self, order_id: str, run_id: str | None, status: str | None) -> None:
+    def _stop_after_timeout(self, order_id: str, run: OrderRun | None) -> None:
         """Stop the run (or the order when no run started) and fail for good."""
         self._done = True
         self._record_failure_reported()
-        where = self._describe(order_id, run_id)
+        run_id = self._order_run_id if run is None or run.id is None else run.id
         try:
-            if run_id:
-                self.hook.stop_order_run(self.kitchen, run_id)
-                stopped = f"order run '{run_id}' was stopped"
-            else:
-                self.hook.stop_order(self.kitchen, order_id)
-                stopped = f"no run had started, so order '{order_id}' was stopped"
+            stopped = self.hook.stop_run_or_order(self.kitchen, order_id, run_id)
         except OrdersProviderError as exc:
             stopped = f"stopping it failed too: {exc}"
-        raise OrderRunFailedError(
-            f"{where} did not finish within timeout={self.timeout:g}s (last status: "
-            f"{status or 'no run yet'}); {stopped}.",
-            status=status,
-            order_run_id=run_id,
+        assert self.timeout is not None
+        raise OrderRunFailedError.timed_out(
+            self._describe(order_id, run_id), timeout=self.timeout, run=run, stopped=stopped
         )
 
     # ------------------------------------------------------------------ waiting (triggerer)
 
     def _wait_deferred(
-        self, context: Context, order_id: str, run: dict[str, Any] | None, end_time: float | None
+        self, context: Context, order_id: str, run: OrderRun | None, end_time: float | None
     ) -> str:
-        rid = run_id_of(run)
-        if rid:
-            self._note_run(context, rid)
-        status = run_status_of(run)
-        if run is not None and status in TERMINAL_RUN_STATUSES and status != OrderRunStatus.SERVING_RERAN:
+        if run is not None and run.id:
+            self._publish_run(context, run.id)
+        if run is not None and run.has_ended:
             return self._finish(context, order_id, run)
         if end_time is not None and time.time() >= end_time:
-            self._stop_after_timeout(order_id, rid, status)
+            self._stop_after_timeout(order_id, run)
         from airflow_provider_orders.triggers.datakitchen import OrderRunTrigger
 
-        watch = None if status == OrderRunStatus.SERVING_RERAN.value else rid
+        watch = None if run is None or run.is_superseded else run.id
         self.log.info("Deferring: the triggerer waits for %s", self._describe(order_id, watch))
         self.defer(
             trigger=OrderRunTrigger(
@@ -497,33 +350,35 @@ class SubmitRecipeOrderOperator(BaseOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
         """Resume after OrderRunTrigger fired: succeed, fail for good, or stop the run after a timeout."""
-        order_id = str(event["order_id"])
-        rid = text_or_none(event.get("order_run_id"))
+        wait = WaitEvent.from_payload(event)
+        order_id = wait.get("order_id")
+        assert order_id is not None, f"OrderRunTrigger event without an order id: {event!r}"
         self._check_rendered()
         self._store = context.get("task_state_store")
         self._order_id = order_id
-        context["ti"].xcom_push(key=XCOM_ORDER_ID, value=order_id)
-        if rid:
-            self._note_run(context, rid)
-        kind = event.get("status")
-        run = {
-            "hid": rid,
-            "status": event.get("order_run_status"),
-            "orderrun_status": event.get("orderrun_status"),
-        }
-        if kind == "success":
-            return self._finish(context, order_id, run)
-        if kind == "failed":
+        context["ti"].xcom_push(key=ORDER_ID_XCOM_KEY, value=order_id)
+        run = OrderRun(
+            id=wait.get("order_run_id"),
+            order_id=order_id,
+            status=OrderRunStatus.parse(wait.get("run_status")),
+            status_text=wait.get("run_status"),
+            message=wait.get("run_message"),
+        )
+        if run.id:
+            self._publish_run(context, run.id)
+        if wait.outcome in (WaitOutcome.SUCCESS, WaitOutcome.FAILED):
             self._finish(context, order_id, run)  # raises for SERVING_ERROR / STOPPED_SERVING
-            raise error_from_event({**event, "permanent": True})
-        if kind == "timeout":
-            self._stop_after_timeout(order_id, rid, text_or_none(event.get("order_run_status")))
+            if wait.outcome is WaitOutcome.SUCCESS:
+                return order_id
+            raise PermanentOrdersError(wait.message)
+        if wait.outcome is WaitOutcome.TIMEOUT:
+            self._stop_after_timeout(order_id, run)
         self._done = True
-        raise error_from_event(event)
+        raise wait.error()
 
     # ------------------------------------------------------------------ misc
 
-    def _note_run(self, context: Context, run_id: str | None) -> None:
+    def _publish_run(self, context: Context, run_id: str | None) -> None:
         """Push the run id and its web-app URL (for the extra link) as soon as the run is known."""
         if not run_id:
             return
@@ -539,25 +394,14 @@ class SubmitRecipeOrderOperator(BaseOperator):
         """Stop the remote run (or the order, if no run started yet) when the task is killed."""
         if self._done or self._order_id is None:
             return
+        where = self._describe(self._order_id, self._order_run_id)
+        self.log.info("Task killed: stopping %s", where)
         try:
-            if self._order_run_id:
-                self.log.info("Task killed: stopping DataKitchen order run %s", self._order_run_id)
-                self.hook.stop_order_run(self.kitchen, self._order_run_id)
-            else:
-                self.log.info("Task killed: stopping DataKitchen order %s", self._order_id)
-                self.hook.stop_order(self.kitchen, self._order_id)
+            self.log.info(
+                "%s: %s", where, self.hook.stop_run_or_order(self.kitchen, self._order_id, self._order_run_id)
+            )
         except Exception as exc:
-            self.log.warning("Could not stop %s: %s", self._describe(self._order_id, self._order_run_id), exc)
+            self.log.warning("Could not stop %s: %s", where, exc)
 
 
-def text_or_none(value: Any) -> str | None:
-    return str(value) if value not in (None, "") else None
-
-
-__all__ = [
-    "ORDER_STATE_KEY",
-    "XCOM_ORDER_ID",
-    "XCOM_ORDER_RUN_ID",
-    "XCOM_ORDER_RUN_STATUS",
-    "SubmitRecipeOrderOperator",
-]
+__all__ = ["ORDER_STATE_KEY", "SubmitRecipeOrderOperator"]

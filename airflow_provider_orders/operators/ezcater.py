@@ -19,8 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_orders._arguments import rendered_id
 from airflow_provider_orders.exceptions import InvalidStateTransitionError, PermanentOrdersError
-from airflow_provider_orders.status import OrderLifecycleState, normalize_lifecycle_state
+from airflow_provider_orders.models.ezcater import (
+    OrderLifecycleState,
+    lifecycle_state_of,
+    normalize_lifecycle_state,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -30,22 +35,6 @@ if TYPE_CHECKING:
 #: task_state_store keys recording that a try of this task sent the mutation.
 ACCEPT_STATE_KEY = "ezcater_accept_sent"
 REJECT_STATE_KEY = "ezcater_reject_sent"
-
-
-def validate_order_id(value: Any, task_id: str) -> str:
-    """The rendered ``order_id``: a non-empty string (an ezCater order UUID), stripped."""
-    if not isinstance(value, str):
-        raise PermanentOrdersError(
-            f"Task '{task_id}': order_id must be an ezCater order id (a non-empty string), "
-            f"got {type(value).__name__} {value!r}."
-        )
-    text = value.strip()
-    if not text or text == "None":
-        raise PermanentOrdersError(
-            f"Task '{task_id}': order_id rendered to {value!r}; it must be an ezCater order id "
-            "(check the conf key, param or upstream XCom it comes from)."
-        )
-    return text
 
 
 class _OrderMutationOperator(BaseOperator):
@@ -82,7 +71,8 @@ class _OrderMutationOperator(BaseOperator):
         return {"order_id": order_id, "try_number": context["ti"].try_number}
 
     def execute(self, context: Context) -> dict[str, Any]:
-        order_id = validate_order_id(self.order_id, self.task_id)
+        order_id = rendered_id(self.order_id, "order_id", self.task_id, required=True)
+        assert order_id is not None
         self._check()
         store = context.get("task_state_store")
         sent_earlier: Mapping[str, Any] | None = None
@@ -115,7 +105,7 @@ class _OrderMutationOperator(BaseOperator):
             )
             order = self.hook.get_order(order_id)
         self.log.info(
-            "ezCater order %s is now %s", order_id, _lifecycle_state(order) or "in an unknown state"
+            "ezCater order %s is now %s", order_id, lifecycle_state_of(order) or "in an unknown state"
         )
         return order
 
@@ -198,13 +188,6 @@ class RejectOrderOperator(_OrderMutationOperator):
         explanation = self.explanation.strip() if isinstance(self.explanation, str) else None
         self.log.info("Rejecting ezCater order %s (%s)", order_id, self.reason.strip())
         return self.hook.reject_order(order_id, self.reason.strip(), explanation or None)
-
-
-def _lifecycle_state(order: Mapping[str, Any]) -> str | None:
-    lifecycle = order.get("lifecycle")
-    if isinstance(lifecycle, Mapping):
-        return normalize_lifecycle_state(lifecycle.get("orderIsCurrently"))
-    return None
 
 
 __all__ = ["ACCEPT_STATE_KEY", "REJECT_STATE_KEY", "AcceptOrderOperator", "RejectOrderOperator"]

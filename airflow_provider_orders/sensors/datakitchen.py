@@ -6,40 +6,32 @@ inside the methods that use them.
 
 from __future__ import annotations
 
-import time
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue
-from airflow.sdk.configuration import conf
-from airflow.sdk.exceptions import (
-    AirflowSensorTimeout,
-)
+from airflow.sdk import PokeReturnValue
 
-from airflow_provider_orders.exceptions import PermanentOrdersError
-from airflow_provider_orders.links import DataKitchenOrderRunLink, push_order_run_link
-from airflow_provider_orders.operators.datakitchen import (
-    XCOM_ORDER_RUN_STATUS,
-    clean_id,
-    describe_order,
-    error_from_event,
-    order_run_failed_error,
-    run_id_of,
-    run_status_of,
-    text_or_none,
+from airflow_provider_orders._arguments import rendered_id
+from airflow_provider_orders.exceptions import OrderRunFailedError, PermanentOrdersError
+from airflow_provider_orders.links import (
+    ORDER_RUN_STATUS_XCOM_KEY,
+    DataKitchenOrderRunLink,
+    push_order_run_link,
 )
-from airflow_provider_orders.sensors._common import guarded_poke
-from airflow_provider_orders.status import FAILED_RUN_STATUSES, TERMINAL_RUN_STATUSES, OrderRunStatus
+from airflow_provider_orders.models.datakitchen import OrderRun, OrderRunStatus, describe_order
+from airflow_provider_orders.sensors._base import DeferrableOrderSensor
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Sequence
 
     from airflow.sdk import Context
 
     from airflow_provider_orders.hooks.datakitchen import DataKitchenHook
+    from airflow_provider_orders.triggers.datakitchen import OrderRunTrigger
+    from airflow_provider_orders.triggers.events import WaitEvent
 
 
-class RecipeOrderRunSensor(BaseSensorOperator):
+class RecipeOrderRunSensor(DeferrableOrderSensor):
     """Wait until a DataKitchen order run ends; succeed on COMPLETED_SERVING.
 
     :param kitchen: the kitchen (templated).
@@ -70,7 +62,6 @@ class RecipeOrderRunSensor(BaseSensorOperator):
         kitchen: str,
         order_id: str | None = None,
         order_run_id: str | None = None,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         datakitchen_conn_id: str = "datakitchen_default",
         **kwargs: Any,
     ) -> None:
@@ -82,12 +73,12 @@ class RecipeOrderRunSensor(BaseSensorOperator):
         self.kitchen = kitchen
         self.order_id = order_id
         self.order_run_id = order_run_id
-        self.deferrable = deferrable
         self.datakitchen_conn_id = datakitchen_conn_id
         # Per-process watch state (reset by every reschedule).
         self._watching: str | None = None
         self._resolved_order_id: str | None = None
         self._pushed_run_id: str | None = None
+        self._event_run = OrderRun(id=None)  # what the trigger's event reported
 
     @cached_property
     def hook(self) -> DataKitchenHook:
@@ -97,11 +88,11 @@ class RecipeOrderRunSensor(BaseSensorOperator):
 
     def _resolve_ids(self) -> None:
         """Validate the rendered ids (templated fields can render empty at run time)."""
-        if not isinstance(self.kitchen, str) or not self.kitchen.strip():
-            raise PermanentOrdersError(f"Task '{self.task_id}': kitchen must be a non-empty string.")
-        self.kitchen = self.kitchen.strip()
-        order_id = clean_id(self.order_id, "order_id", self.task_id)
-        run_id = clean_id(self.order_run_id, "order_run_id", self.task_id)
+        kitchen = rendered_id(self.kitchen, "kitchen", self.task_id, required=True)
+        assert kitchen is not None
+        self.kitchen = kitchen
+        order_id = rendered_id(self.order_id, "order_id", self.task_id, required=False)
+        run_id = rendered_id(self.order_run_id, "order_run_id", self.task_id, required=False)
         if order_id is None and run_id is None:
             raise PermanentOrdersError(
                 f"Task '{self.task_id}': order_id and order_run_id both rendered empty; one is required."
@@ -116,60 +107,56 @@ class RecipeOrderRunSensor(BaseSensorOperator):
 
     # ------------------------------------------------------------------ poking
 
-    def _read(self) -> dict[str, Any] | None:
+    def _read(self) -> OrderRun | None:
+        from airflow_provider_orders.models.datakitchen import newest_run
+
         if self._watching is None:
             assert self._resolved_order_id is not None
-            runs = self.hook.get_order_runs(self.kitchen, self._resolved_order_id)
-            return runs[0] if runs else None
-        return self.hook.get_order_run(self.kitchen, self._watching)
+            return newest_run(self.hook.get_order_runs(self.kitchen, self._resolved_order_id))
+        return OrderRun.from_api(self.hook.get_order_run(self.kitchen, self._watching))
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         self._resolve_ids()
         run = self._read()
         result = self._evaluate(context, run)
-        if result is None and run_status_of(run) == OrderRunStatus.SERVING_RERAN.value:
+        if result is None and run is not None and run.status is OrderRunStatus.SERVING_RERAN:
             # Superseded by a resume: look at the order's newest run right away.
             result = self._evaluate(context, self._read())
         return result if result is not None else False
 
-    def _evaluate(self, context: Context, run: dict[str, Any] | None) -> PokeReturnValue | None:
+    def _evaluate(self, context: Context, run: OrderRun | None) -> PokeReturnValue | None:
         """None: keep waiting. Raises for a failed run; PokeReturnValue when it completed."""
         if run is None:
             self.log.info("%s: no order run yet", self._describe())
             return None
-        rid = run_id_of(run)
-        if run.get("order_id") and self._resolved_order_id is None:
-            self._resolved_order_id = str(run["order_id"])
-        if rid:
-            self._watching = rid
-            self._push_run(context, rid)
-        status = run_status_of(run)
-        if status == OrderRunStatus.SERVING_RERAN.value and self._resolved_order_id:
-            self.log.info("Order run %s was re-run; following the order's newest run", rid)
+        if run.order_id and self._resolved_order_id is None:
+            self._resolved_order_id = run.order_id
+        if run.id:
+            self._watching = run.id
+            self._push_run(context, run.id)
+        if run.is_superseded and self._resolved_order_id:
+            self.log.info("Order run %s was re-run; following the order's newest run", run.id)
             self._watching = None
             return None
-        if status in FAILED_RUN_STATUSES:
-            context["ti"].xcom_push(key=XCOM_ORDER_RUN_STATUS, value=status)
-            raise order_run_failed_error(
-                kitchen=self.kitchen,
-                order_id=self._resolved_order_id,
-                order_run_id=rid,
-                status=status,
-                orderrun_status=text_or_none(run.get("orderrun_status")),
-            )
-        if status in TERMINAL_RUN_STATUSES:
-            context["ti"].xcom_push(key=XCOM_ORDER_RUN_STATUS, value=status)
-            self.log.info("%s finished with %s", self._describe(), status)
-            return PokeReturnValue(True, self._summary(rid, status, run.get("orderrun_status")))
-        self.log.info("%s is %s", self._describe(), status)
+        if run.is_failed:
+            raise self._run_failed(context, run)
+        if run.is_terminal:
+            context["ti"].xcom_push(key=ORDER_RUN_STATUS_XCOM_KEY, value=run.status_text)
+            self.log.info("%s finished with %s", self._describe(), run.status_text)
+            return PokeReturnValue(True, self._summary(run))
+        self.log.info("%s is %s", self._describe(), run.status_text)
         return None
 
-    def _summary(self, run_id: str | None, status: str | None, orderrun_status: Any) -> dict[str, Any]:
+    def _run_failed(self, context: Context, run: OrderRun) -> OrderRunFailedError:
+        context["ti"].xcom_push(key=ORDER_RUN_STATUS_XCOM_KEY, value=run.status_text)
+        return OrderRunFailedError.ended(run, kitchen=self.kitchen, order_id=self._resolved_order_id)
+
+    def _summary(self, run: OrderRun) -> dict[str, Any]:
         return {
             "order_id": self._resolved_order_id,
-            "order_run_id": run_id,
-            "status": status,
-            "orderrun_status": text_or_none(orderrun_status),
+            "order_run_id": run.id,
+            "status": run.status_text,
+            "orderrun_status": run.message,
         }
 
     def _push_run(self, context: Context, run_id: str) -> None:
@@ -180,56 +167,43 @@ class RecipeOrderRunSensor(BaseSensorOperator):
 
     # ------------------------------------------------------------------ deferrable
 
-    def execute(self, context: Context) -> Any:
-        if not self.deferrable:
-            return super().execute(context)
-        end_time = time.time() + self.timeout
-        done = guarded_poke(self, lambda: self.poke(context))
-        if isinstance(done, PokeReturnValue) and done:
-            return done.xcom_value
+    def make_trigger(self, end_time: float) -> OrderRunTrigger:
         from airflow_provider_orders.triggers.datakitchen import OrderRunTrigger
 
-        self.log.info("Deferring: the triggerer waits for %s", self._describe())
-        self.defer(
-            trigger=OrderRunTrigger(
-                datakitchen_conn_id=self.datakitchen_conn_id,
-                kitchen=self.kitchen,
-                order_id=self._resolved_order_id,
-                order_run_id=self._watching,
-                poll_interval=self.poke_interval,
-                end_time=end_time,
-            ),
-            method_name="execute_complete",
-            timeout=None,
+        return OrderRunTrigger(
+            datakitchen_conn_id=self.datakitchen_conn_id,
+            kitchen=self.kitchen,
+            order_id=self._resolved_order_id,
+            order_run_id=self._watching,
+            poll_interval=self.poke_interval,
+            end_time=end_time,
         )
 
-    def execute_complete(self, context: Context, event: Mapping[str, Any]) -> Any:
-        """Resume after OrderRunTrigger fired (soft_fail is applied by resume_execution)."""
-        self.kitchen = str(event.get("kitchen") or self.kitchen)
-        self._resolved_order_id = text_or_none(event.get("order_id")) or self._resolved_order_id
-        rid = text_or_none(event.get("order_run_id"))
-        if rid:
-            self._watching = rid
-            self._push_run(context, rid)
-        status = text_or_none(event.get("order_run_status"))
-        kind = event.get("status")
-        if kind in ("success", "failed"):
-            context["ti"].xcom_push(key=XCOM_ORDER_RUN_STATUS, value=status)
-        if kind == "success":
-            return self._summary(rid, status, event.get("orderrun_status"))
-        if kind == "failed":
-            raise order_run_failed_error(
-                kitchen=self.kitchen,
-                order_id=self._resolved_order_id,
-                order_run_id=rid,
-                status=status,
-                orderrun_status=text_or_none(event.get("orderrun_status")),
-            )
-        if kind == "timeout":
-            raise AirflowSensorTimeout(
-                f"Sensor timed out after {self.timeout:g}s: {event.get('message') or self._describe()}"
-            )
-        raise error_from_event(event)
+    def _run_of(self, context: Context, event: WaitEvent) -> OrderRun:
+        """The run an event reports on; its id and link are pushed (the worker that deferred is gone)."""
+        self.kitchen = event.get("kitchen") or self.kitchen
+        self._resolved_order_id = event.get("order_id") or self._resolved_order_id
+        run = OrderRun(
+            id=event.get("order_run_id"),
+            order_id=self._resolved_order_id,
+            status=OrderRunStatus.parse(event.get("run_status")),
+            status_text=event.get("run_status"),
+            message=event.get("run_message"),
+        )
+        if run.id:
+            self._watching = run.id
+            self._push_run(context, run.id)
+        return run
+
+    def on_event(self, context: Context, event: WaitEvent) -> None:
+        self._event_run = self._run_of(context, event)
+
+    def on_success(self, context: Context, event: WaitEvent) -> Any:
+        context["ti"].xcom_push(key=ORDER_RUN_STATUS_XCOM_KEY, value=self._event_run.status_text)
+        return self._summary(self._event_run)
+
+    def failure_error(self, context: Context, event: WaitEvent) -> Exception:
+        return self._run_failed(context, self._event_run)
 
 
 __all__ = ["RecipeOrderRunSensor"]

@@ -6,50 +6,32 @@ inside the methods that use them.
 
 from __future__ import annotations
 
-import time
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue
-from airflow.sdk.configuration import conf
-from airflow.sdk.exceptions import (
-    AirflowSensorTimeout,
-)
+from airflow.sdk import PokeReturnValue
 
+from airflow_provider_orders._arguments import rendered_id
 from airflow_provider_orders.exceptions import PermanentOrdersError
-from airflow_provider_orders.operators.datakitchen import error_from_event
-from airflow_provider_orders.operators.ezcater import validate_order_id
-from airflow_provider_orders.sensors._common import guarded_poke
-from airflow_provider_orders.status import normalize_lifecycle_state
+from airflow_provider_orders.models.ezcater import (
+    FAILED_LIFECYCLE_STATES,
+    OrderLifecycleState,
+    lifecycle_state_of,
+    normalize_states,
+)
+from airflow_provider_orders.sensors._base import DeferrableOrderSensor
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Iterable, Sequence
 
     from airflow.sdk import Context
 
     from airflow_provider_orders.hooks.ezcater import EzCaterHook
+    from airflow_provider_orders.triggers.events import WaitEvent
+    from airflow_provider_orders.triggers.ezcater import OrderLifecycleTrigger
 
 
-def order_state_of(order: Any) -> str | None:
-    """``lifecycle.orderIsCurrently`` of an order dict, normalised (lower case)."""
-    lifecycle = order.get("lifecycle") if isinstance(order, dict) else None
-    return normalize_lifecycle_state(
-        lifecycle.get("orderIsCurrently") if isinstance(lifecycle, dict) else None
-    )
-
-
-def normalize_states(states: Iterable[str] | str) -> list[str]:
-    """A state list from a string or an iterable, normalised and de-duplicated (order kept)."""
-    items = [states] if isinstance(states, str) else list(states)
-    out: list[str] = []
-    for item in items:
-        state = normalize_lifecycle_state(item)
-        if state and state not in out:
-            out.append(state)
-    return out
-
-
-class OrderLifecycleSensor(BaseSensorOperator):
+class OrderLifecycleSensor(DeferrableOrderSensor):
     """Wait until an ezCater order's ``lifecycle.orderIsCurrently`` is one of ``target_states``.
 
     :param order_id: the order (templated).
@@ -70,9 +52,8 @@ class OrderLifecycleSensor(BaseSensorOperator):
         self,
         *,
         order_id: str,
-        target_states: Iterable[str] | str = ("submitted",),
-        failure_states: Iterable[str] | str = ("rejected", "cancelled"),
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        target_states: Iterable[str] | str = (OrderLifecycleState.SUBMITTED.value,),
+        failure_states: Iterable[str] | str = FAILED_LIFECYCLE_STATES,
         ezcater_conn_id: str = "ezcater_default",
         **kwargs: Any,
     ) -> None:
@@ -88,7 +69,6 @@ class OrderLifecycleSensor(BaseSensorOperator):
                 f"OrderLifecycleSensor '{self.task_id}': {sorted(overlap)} cannot be both a target and a "
                 "failure state."
             )
-        self.deferrable = deferrable
         self.ezcater_conn_id = ezcater_conn_id
 
     @cached_property
@@ -97,6 +77,11 @@ class OrderLifecycleSensor(BaseSensorOperator):
 
         return EzCaterHook(ezcater_conn_id=self.ezcater_conn_id)
 
+    def _order_id(self) -> str:
+        order_id = rendered_id(self.order_id, "order_id", self.task_id, required=True)
+        assert order_id is not None
+        return order_id
+
     def _failed(self, order_id: str, state: str | None) -> PermanentOrdersError:
         return PermanentOrdersError(
             f"ezCater order '{order_id}' is {state}, one of the failure states "
@@ -104,8 +89,8 @@ class OrderLifecycleSensor(BaseSensorOperator):
         )
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
-        order_id = validate_order_id(self.order_id, self.task_id)
-        state = order_state_of(self.hook.get_order(order_id))
+        order_id = self._order_id()
+        state = lifecycle_state_of(self.hook.get_order(order_id))
         if state in self.target_states:
             self.log.info("ezCater order %s is %s", order_id, state)
             return PokeReturnValue(True, state)
@@ -114,41 +99,25 @@ class OrderLifecycleSensor(BaseSensorOperator):
         self.log.info("ezCater order %s is %s; waiting for %s", order_id, state, self.target_states)
         return False
 
-    def execute(self, context: Context) -> Any:
-        if not self.deferrable:
-            return super().execute(context)
-        end_time = time.time() + self.timeout
-        done = guarded_poke(self, lambda: self.poke(context))
-        if isinstance(done, PokeReturnValue) and done:
-            return done.xcom_value
+    def make_trigger(self, end_time: float) -> OrderLifecycleTrigger:
         from airflow_provider_orders.triggers.ezcater import OrderLifecycleTrigger
 
-        self.defer(
-            trigger=OrderLifecycleTrigger(
-                ezcater_conn_id=self.ezcater_conn_id,
-                order_id=validate_order_id(self.order_id, self.task_id),
-                target_states=self.target_states,
-                failure_states=self.failure_states,
-                poll_interval=self.poke_interval,
-                end_time=end_time,
-            ),
-            method_name="execute_complete",
-            timeout=None,
+        return OrderLifecycleTrigger(
+            ezcater_conn_id=self.ezcater_conn_id,
+            order_id=self._order_id(),
+            target_states=self.target_states,
+            failure_states=self.failure_states,
+            poll_interval=self.poke_interval,
+            end_time=end_time,
         )
 
-    def execute_complete(self, context: Context, event: Mapping[str, Any]) -> Any:
-        """Resume after OrderLifecycleTrigger fired (soft_fail is applied by resume_execution)."""
-        kind = event.get("status")
+    def on_success(self, context: Context, event: WaitEvent) -> Any:
         state = event.get("order_state")
-        order_id = str(event.get("order_id") or self.order_id)
-        if kind == "success":
-            self.log.info("ezCater order %s is %s", order_id, state)
-            return state
-        if kind == "failed":
-            raise self._failed(order_id, state)
-        if kind == "timeout":
-            raise AirflowSensorTimeout(f"Sensor timed out after {self.timeout:g}s: {event.get('message')}")
-        raise error_from_event(event)
+        self.log.info("ezCater order %s is %s", event.get("order_id") or self.order_id, state)
+        return state
+
+    def failure_error(self, context: Context, event: WaitEvent) -> Exception:
+        return self._failed(event.get("order_id") or str(self.order_id), event.get("order_state"))
 
 
-__all__ = ["OrderLifecycleSensor", "normalize_states", "order_state_of"]
+__all__ = ["OrderLifecycleSensor"]

@@ -1,35 +1,27 @@
 """Trigger that waits in the triggerer for a DataKitchen order run to end.
 
 Reads only (never submits: a triggerer restart replays ``run()``), with the hook's async client and the
-async connection lookup. Yields exactly one event, a dict with ``status`` one of ``success``, ``failed``,
-``timeout`` or ``error``, plus ``message``, ``kitchen``, ``order_id``, ``order_run_id``,
-``order_run_status`` and ``orderrun_status`` (``permanent`` / ``error_type`` on errors).
+async connection lookup. Yields exactly one :class:`~airflow_provider_orders.triggers.events.WaitEvent`:
+``success`` / ``failed`` / ``timeout`` / ``error``, with the fields ``kitchen``, ``order_id``,
+``order_run_id``, ``run_status`` and ``run_message`` (DataKitchen's ``orderrun_status`` text).
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import TYPE_CHECKING, Any
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
-
-from airflow_provider_orders.operators.datakitchen import (
-    describe_order,
-    event_error_fields,
-    order_run_failed_error,
-    run_id_of,
-    run_status_of,
-)
-from airflow_provider_orders.status import FAILED_RUN_STATUSES, TERMINAL_RUN_STATUSES, OrderRunStatus
+from airflow_provider_orders.exceptions import OrderRunFailedError
+from airflow_provider_orders.models.datakitchen import describe_order
+from airflow_provider_orders.triggers._polling import PollingTrigger
+from airflow_provider_orders.triggers.events import WaitEvent, WaitOutcome
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
     from airflow_provider_orders.hooks.datakitchen import DataKitchenHook
+    from airflow_provider_orders.models.datakitchen import OrderRun
 
 
-class OrderRunTrigger(BaseTrigger):
+class OrderRunTrigger(PollingTrigger):
     """Poll a DataKitchen order run until it ends or ``end_time`` passes.
 
     :param datakitchen_conn_id: connection of type ``datakitchen``.
@@ -38,8 +30,7 @@ class OrderRunTrigger(BaseTrigger):
         one appears (and follows the newest run when a run is superseded by a resume).
     :param order_run_id: the run to watch, when already known.
     :param poll_interval: seconds between two reads.
-    :param end_time: epoch seconds after which a ``timeout`` event is sent (None: no limit). The task
-        defers with ``timeout=None`` so that the timeout reaches ``execute_complete``, which stops the run.
+    :param end_time: epoch seconds after which a ``timeout`` event is sent (None: no limit).
     :param recipe: for messages only.
     :param variation: for messages only.
     """
@@ -56,19 +47,18 @@ class OrderRunTrigger(BaseTrigger):
         recipe: str | None = None,
         variation: str | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(poll_interval=poll_interval, end_time=end_time)
         if not order_id and not order_run_id:
             raise ValueError("OrderRunTrigger needs order_id or order_run_id")
         self.datakitchen_conn_id = datakitchen_conn_id
         self.kitchen = kitchen
         self.order_id = order_id
         self.order_run_id = order_run_id
-        self.poll_interval = float(poll_interval)
-        self.end_time = float(end_time) if end_time is not None else None
         self.recipe = recipe
         self.variation = variation
         self._hook: DataKitchenHook | None = None
         self._watching: str | None = order_run_id
+        self._last: OrderRun | None = None
         self._finished = False
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -86,28 +76,15 @@ class OrderRunTrigger(BaseTrigger):
             },
         )
 
-    def _get_hook(self) -> DataKitchenHook:
+    @property
+    def hook(self) -> DataKitchenHook:
         if self._hook is None:
             from airflow_provider_orders.hooks.datakitchen import DataKitchenHook
 
             self._hook = DataKitchenHook(datakitchen_conn_id=self.datakitchen_conn_id)
         return self._hook
 
-    def _event(self, status: str, message: str, run: dict[str, Any] | None, **extra: Any) -> TriggerEvent:
-        return TriggerEvent(
-            {
-                "status": status,
-                "message": message,
-                "kitchen": self.kitchen,
-                "order_id": self.order_id,
-                "order_run_id": self._watching or run_id_of(run),
-                "order_run_status": run_status_of(run),
-                "orderrun_status": run.get("orderrun_status") if run else None,
-                **extra,
-            }
-        )
-
-    def _describe(self) -> str:
+    def describe(self) -> str:
         return describe_order(
             self.kitchen,
             self.order_id,
@@ -116,81 +93,66 @@ class OrderRunTrigger(BaseTrigger):
             order_run_id=self._watching,
         )
 
-    async def _pause(self) -> None:
-        """Sleep one poll interval, or less when the deadline comes first."""
-        pause = self.poll_interval
-        if self.end_time is not None:
-            pause = max(0.0, min(pause, self.end_time - time.time()))
-        await asyncio.sleep(pause)
+    def event_fields(self) -> dict[str, Any]:
+        run = self._last
+        return {
+            "kitchen": self.kitchen,
+            "order_id": self.order_id,
+            "order_run_id": self._watching or (run.id if run else None),
+            "run_status": run.status_text if run else None,
+            "run_message": run.message if run else None,
+        }
 
-    async def _read(self) -> dict[str, Any] | None:
-        hook = self._get_hook()
+    def timeout_message(self) -> str:
+        status = self._last.status_text if self._last else None
+        return f"{self.describe()} did not finish before the deadline (last status: {status or 'no run yet'})"
+
+    async def _read(self) -> OrderRun | None:
+        from airflow_provider_orders.models.datakitchen import OrderRun, newest_run
+
         if self._watching is None:
             assert self.order_id is not None
-            runs = await hook.aget_order_runs(self.kitchen, self.order_id)
-            return runs[0] if runs else None
-        return await hook.aget_order_run(self.kitchen, self._watching)
+            return newest_run(await self.hook.aget_order_runs(self.kitchen, self.order_id))
+        return OrderRun.from_api(await self.hook.aget_order_run(self.kitchen, self._watching))
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        run: dict[str, Any] | None = None
-        try:
-            self.log.info("Waiting for %s to finish (every %g s)", self._describe(), self.poll_interval)
-            while True:
-                # The worker read the run just before deferring: pause first. That saves a request, and
-                # an event fired within seconds of deferral is what Airflow 3.3.2's scheduler can turn
-                # into a spurious task retry (apache/airflow#72716).
-                await self._pause()
-                run = await self._read()
-                if run is not None:
-                    self._watching = run_id_of(run) or self._watching
-                    if self.order_id is None and run.get("order_id"):
-                        self.order_id = str(run["order_id"])
-                status = run_status_of(run)
-                if status == OrderRunStatus.SERVING_RERAN.value and self.order_id:
-                    self.log.info("Order run %s was re-run; following the order's newest run", self._watching)
-                    self._watching = None
-                elif status in FAILED_RUN_STATUSES:
-                    self._finished = True
-                    error = order_run_failed_error(
-                        kitchen=self.kitchen,
-                        order_id=self.order_id,
-                        order_run_id=self._watching,
-                        status=status,
-                        orderrun_status=run.get("orderrun_status") if run else None,
-                        recipe=self.recipe,
-                        variation=self.variation,
-                    )
-                    yield self._event("failed", str(error), run)
-                    return
-                elif status in TERMINAL_RUN_STATUSES:
-                    self._finished = True
-                    yield self._event("success", f"{self._describe()} finished with {status}", run)
-                    return
-                if self.end_time is not None and time.time() >= self.end_time:
-                    yield self._event(
-                        "timeout",
-                        f"{self._describe()} did not finish before the deadline "
-                        f"(last status: {status or 'no run yet'})",
-                        run,
-                    )
-                    return
-                self.log.info("%s: %s", self._describe(), status or "no run yet")
-        except Exception as exc:
-            self.log.exception("OrderRunTrigger failed while waiting for %s", self._describe())
-            yield self._event("error", f"{self._describe()}: {exc}", run, **event_error_fields(exc))
+    async def poll(self) -> WaitEvent | None:
+        run = self._last = await self._read()
+        if run is None:
+            self.log.info("%s: no run yet", self.describe())
+            return None
+        self._watching = run.id or self._watching
+        if self.order_id is None and run.order_id:
+            self.order_id = run.order_id
+        if run.is_superseded and self.order_id:
+            self.log.info("Order run %s was re-run; following the order's newest run", self._watching)
+            self._watching = None
+            return None
+        if run.is_failed:
+            self._finished = True
+            error = OrderRunFailedError.ended(
+                run,
+                kitchen=self.kitchen,
+                order_id=self.order_id,
+                recipe=self.recipe,
+                variation=self.variation,
+            )
+            return self.event(WaitOutcome.FAILED, str(error))
+        if run.is_terminal:
+            self._finished = True
+            return self.event(WaitOutcome.SUCCESS, f"{self.describe()} finished with {run.status_text}")
+        self.log.info("%s: %s", self.describe(), run.status_text or "no status yet")
+        return None
 
     async def on_kill(self) -> None:
         """The user killed the deferred task (mark failed / clear): stop the run (or the order)."""
-        if self._finished:
+        if self._finished or not (self._watching or self.order_id):
             return
-        hook = self._get_hook()
+        self.log.info("Task killed while deferred: stopping %s", self.describe())
         # Stopping is rare, so the hook has only a sync stop: run it off the event loop.
-        if self._watching:
-            self.log.info("Task killed while deferred: stopping order run %s", self._watching)
-            await asyncio.to_thread(hook.stop_order_run, self.kitchen, self._watching)
-        elif self.order_id:
-            self.log.info("Task killed while deferred: stopping order %s", self.order_id)
-            await asyncio.to_thread(hook.stop_order, self.kitchen, self.order_id)
+        stopped = await asyncio.to_thread(
+            self.hook.stop_run_or_order, self.kitchen, self.order_id, self._watching
+        )
+        self.log.info("%s: %s", self.describe(), stopped)
 
 
 __all__ = ["OrderRunTrigger"]

@@ -17,7 +17,6 @@ Cheap to import: no Airflow import until an event is built in a trigger.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -29,6 +28,8 @@ from airflow_provider_orders.exceptions import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from airflow.triggers.base import TriggerEvent
 
 

@@ -1,28 +1,25 @@
 """Trigger that waits in the triggerer for an ezCater order to reach a lifecycle state.
 
-Reads only, with the hook's async client and the async connection lookup. Yields exactly one event, a
-dict with ``status`` one of ``success`` (a target state), ``failed`` (a failure state), ``timeout`` or
-``error``, plus ``message``, ``order_id`` and ``order_state`` (``permanent`` / ``error_type`` on errors).
+Reads only, with the hook's async client and the async connection lookup. Yields exactly one
+:class:`~airflow_provider_orders.triggers.events.WaitEvent`: ``success`` (a target state), ``failed``
+(a failure state), ``timeout`` or ``error``, with the fields ``order_id`` and ``order_state``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import TYPE_CHECKING, Any
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
-
-from airflow_provider_orders.operators.datakitchen import event_error_fields
-from airflow_provider_orders.sensors.ezcater import normalize_states, order_state_of
+from airflow_provider_orders.models.ezcater import lifecycle_state_of, normalize_states
+from airflow_provider_orders.triggers._polling import PollingTrigger
+from airflow_provider_orders.triggers.events import WaitEvent, WaitOutcome
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterable
+    from collections.abc import Iterable
 
     from airflow_provider_orders.hooks.ezcater import EzCaterHook
 
 
-class OrderLifecycleTrigger(BaseTrigger):
+class OrderLifecycleTrigger(PollingTrigger):
     """Poll an ezCater order until ``lifecycle.orderIsCurrently`` is a target or a failure state.
 
     :param ezcater_conn_id: connection of type ``ezcater``.
@@ -44,14 +41,13 @@ class OrderLifecycleTrigger(BaseTrigger):
         poll_interval: float = 60.0,
         end_time: float | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(poll_interval=poll_interval, end_time=end_time)
         self.ezcater_conn_id = ezcater_conn_id
         self.order_id = order_id
         self.target_states = normalize_states(target_states)
         self.failure_states = normalize_states(failure_states)
-        self.poll_interval = float(poll_interval)
-        self.end_time = float(end_time) if end_time is not None else None
         self._hook: EzCaterHook | None = None
+        self._state: str | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -66,60 +62,39 @@ class OrderLifecycleTrigger(BaseTrigger):
             },
         )
 
-    def _get_hook(self) -> EzCaterHook:
+    @property
+    def hook(self) -> EzCaterHook:
         if self._hook is None:
             from airflow_provider_orders.hooks.ezcater import EzCaterHook
 
             self._hook = EzCaterHook(ezcater_conn_id=self.ezcater_conn_id)
         return self._hook
 
-    def _event(self, status: str, message: str, state: str | None, **extra: Any) -> TriggerEvent:
-        return TriggerEvent(
-            {"status": status, "message": message, "order_id": self.order_id, "order_state": state, **extra}
+    def describe(self) -> str:
+        return f"ezCater order '{self.order_id}' to be {' / '.join(self.target_states)}"
+
+    def event_fields(self) -> dict[str, Any]:
+        return {"order_id": self.order_id, "order_state": self._state}
+
+    def timeout_message(self) -> str:
+        return (
+            f"ezCater order '{self.order_id}' did not reach {' / '.join(self.target_states)} before the "
+            f"deadline (it is {self._state})"
         )
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        state: str | None = None
-        try:
-            hook = self._get_hook()
-            self.log.info(
-                "Waiting for ezCater order %s to be %s (every %g s)",
-                self.order_id,
-                " / ".join(self.target_states),
-                self.poll_interval,
+    def error_message(self, exc: BaseException) -> str:
+        return f"ezCater order '{self.order_id}': {exc}"
+
+    async def poll(self) -> WaitEvent | None:
+        state = self._state = lifecycle_state_of(await self.hook.aget_order(self.order_id))
+        if state in self.target_states:
+            return self.event(WaitOutcome.SUCCESS, f"ezCater order '{self.order_id}' is {state}")
+        if state in self.failure_states:
+            return self.event(
+                WaitOutcome.FAILED, f"ezCater order '{self.order_id}' is {state}, a failure state"
             )
-            while True:
-                # The sensor poked just before deferring: pause first (see OrderRunTrigger.run).
-                pause = self.poll_interval
-                if self.end_time is not None:
-                    pause = max(0.0, min(pause, self.end_time - time.time()))
-                await asyncio.sleep(pause)
-                order = await hook.aget_order(self.order_id)
-                state = order_state_of(order)
-                if state in self.target_states:
-                    yield self._event("success", f"ezCater order '{self.order_id}' is {state}", state)
-                    return
-                if state in self.failure_states:
-                    yield self._event(
-                        "failed", f"ezCater order '{self.order_id}' is {state}, a failure state", state
-                    )
-                    return
-                if self.end_time is not None and time.time() >= self.end_time:
-                    yield self._event(
-                        "timeout",
-                        f"ezCater order '{self.order_id}' did not reach "
-                        f"{' / '.join(self.target_states)} before the deadline (it is {state})",
-                        state,
-                    )
-                    return
-                self.log.info(
-                    "ezCater order %s is %s; waiting for %s", self.order_id, state, self.target_states
-                )
-        except Exception as exc:
-            self.log.exception("OrderLifecycleTrigger failed while watching order %s", self.order_id)
-            yield self._event(
-                "error", f"ezCater order '{self.order_id}': {exc}", state, **event_error_fields(exc)
-            )
+        self.log.info("ezCater order %s is %s; waiting for %s", self.order_id, state, self.target_states)
+        return None
 
 
 __all__ = ["OrderLifecycleTrigger"]

@@ -60,24 +60,24 @@ def test_order_run_trigger_one_event_per_outcome(datakitchen_sandbox: DataKitche
         )
 
     (success,) = _events(trigger(ok))
-    assert success["status"] == "success"
-    assert success["order_run_status"] == "COMPLETED_SERVING"
+    assert success["outcome"] == "success"
+    assert success["run_status"] == "COMPLETED_SERVING"
     assert success["order_run_id"] == dk.orders[ok].runs[0].hid
 
     (failure,) = _events(trigger(failed, variation="fails"))
-    assert failure["status"] == "failed"
-    assert failure["order_run_status"] == "SERVING_ERROR"
-    assert failure["orderrun_status"] == dk.orders[failed].runs[0].orderrun_status()
+    assert failure["outcome"] == "failed"
+    assert failure["run_status"] == "SERVING_ERROR"
+    assert failure["run_message"] == dk.orders[failed].runs[0].orderrun_status()
     assert f"order '{failed}'" in failure["message"]
     assert "variation 'fails'" in failure["message"]
 
     (timeout,) = _events(trigger(slow, end_time=time.time() + 1.0))
-    assert timeout["status"] == "timeout"
-    assert timeout["order_run_status"] in ("PLANNED_SERVING", "ACTIVE_SERVING")
+    assert timeout["outcome"] == "timeout"
+    assert timeout["run_status"] in ("PLANNED_SERVING", "ACTIVE_SERVING")
     assert dk.orders[slow].runs[0].status() != "STOPPED_SERVING"  # a timeout event stops nothing itself
 
     (error,) = _events(trigger(str(uuid.uuid4())))
-    assert error["status"] == "error"
+    assert error["outcome"] == "error"
     assert error["permanent"] is True
     assert K in error["message"]
     assert dk.count(route="create_order") == 3  # the trigger never submits
@@ -130,18 +130,47 @@ def test_order_lifecycle_trigger_one_event_per_outcome(ezcater_sandbox: EzCaterS
 
     soon = ez.add_order(state="draft", transitions=[("submitted", 0.3)])
     (success,) = _events(trigger(soon))
-    assert (success["status"], success["order_state"], success["order_id"]) == ("success", "submitted", soon)
+    assert (success["outcome"], success["order_state"], success["order_id"]) == ("success", "submitted", soon)
 
     cancelled = ez.add_order(state="cancelled")
     (failure,) = _events(trigger(cancelled))
-    assert (failure["status"], failure["order_state"]) == ("failed", "cancelled")
+    assert (failure["outcome"], failure["order_state"]) == ("failed", "cancelled")
 
     never = ez.add_order(state="draft")
     (timeout,) = _events(trigger(never, end_time=time.time() + 0.5))
-    assert (timeout["status"], timeout["order_state"]) == ("timeout", "draft")
+    assert (timeout["outcome"], timeout["order_state"]) == ("timeout", "draft")
 
     (error,) = _events(trigger(str(uuid.uuid4())))
-    assert error["status"] == "error"
+    assert error["outcome"] == "error"
     assert error["permanent"] is True
     assert "Couldn't find Order" in error["message"]
     assert ez.count(route="acceptOrder") == ez.count(route="rejectOrder") == 0
+
+
+def test_an_event_in_the_0_1_shape_still_resumes_its_task() -> None:
+    """A trigger that fired before an upgrade left its payload (0.1 keys) in the metadata DB: the new
+    code must read it the same way, or the resumed task would fail on a success."""
+    from airflow_provider_orders.triggers.events import WaitEvent, WaitOutcome
+
+    legacy = {
+        "status": "failed",
+        "message": "order 'o' ended with status SERVING_ERROR: disk full",
+        "kitchen": K,
+        "order_id": "o",
+        "order_run_id": "r",
+        "order_run_status": "SERVING_ERROR",
+        "orderrun_status": "disk full",
+    }
+    event = WaitEvent.from_payload(legacy)
+    assert event.outcome is WaitOutcome.FAILED
+    assert (event.get("run_status"), event.get("run_message"), event.get("order_run_id")) == (
+        "SERVING_ERROR",
+        "disk full",
+        "r",
+    )
+    assert WaitEvent.from_payload(event.payload()) == event
+
+    error = WaitEvent.from_payload({"status": "error", "message": "boom", "permanent": True})
+    assert error.outcome is WaitOutcome.ERROR
+    assert error.error().__class__.__name__ == "PermanentOrdersError"
+    assert str(error.error()) == "boom"

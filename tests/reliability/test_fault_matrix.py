@@ -173,9 +173,9 @@ def _trigger_kwargs(cls: type, available: dict[str, Any]) -> dict[str, Any]:
 
 def _event_outcome(event: Any) -> Observed:
     payload = getattr(event, "payload", event)
-    status = payload.get("status") if isinstance(payload, dict) else None
+    outcome = payload.get("outcome") if isinstance(payload, dict) else None
     message = str(payload.get("message", "")) if isinstance(payload, dict) else str(payload)
-    return Observed(f"event {status}", message, value=payload)
+    return Observed(f"event {outcome}", message, value=payload)
 
 
 def _trigger_outcome(trigger: Any) -> Observed:
