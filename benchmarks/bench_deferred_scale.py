@@ -73,7 +73,7 @@ async def _wait_all(triggers: list[Any], hard_deadline: float) -> dict[str, Any]
     statuses: dict[str, int] = {}
     for task in done:
         exc = task.exception()
-        key = f"raised {type(exc).__name__}" if exc else str(task.result().payload.get("status"))
+        key = f"raised {type(exc).__name__}" if exc else str(task.result().payload.get("outcome"))
         statuses[key] = statuses.get(key, 0) + 1
     if pending:
         statuses["still waiting at the deadline"] = len(pending)

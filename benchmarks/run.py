@@ -28,6 +28,7 @@ BENCHMARKS = {
     "import_cost": "bench_import_cost.py",
     "requests": "bench_requests.py",
     "deferred_scale": "bench_deferred_scale.py",
+    "deferred_scale_ezcater": "bench_deferred_scale_ezcater.py",
     "hook_overhead": "bench_hook_overhead.py",
 }
 

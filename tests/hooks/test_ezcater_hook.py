@@ -396,7 +396,16 @@ def test_accept_is_retried_on_transient_failures(
     assert ez.count(route="acceptOrder") == 2
 
 
-@pytest.mark.parametrize("fault", [{"drop": True}, {"status": 500}, {"status": 502}, {"status": 504}])
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"drop": True},
+        {"status": 500},
+        {"status": 502},
+        {"status": 504},
+        {"status": 502, "body": {"errors": [{"message": "upstream timed out"}], "data": None}},
+    ],
+)
 def test_accept_whose_answer_was_lost_heals_within_the_call(
     ezcater_sandbox: EzCaterSandbox, fault: dict[str, Any]
 ) -> None:
@@ -502,6 +511,130 @@ def test_aget_order_error_mapping(
     _with_connection(monkeypatch, ezcater_sandbox, password="bad-token-5150")
     with pytest.raises(AuthenticationFailedError):
         run_async(lambda: EzCaterHook().aget_order(uuid))
+
+
+def test_the_async_path_goes_through_gql_like_the_sync_path(
+    ezcater_sandbox: EzCaterSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gql.transport.httpx import HTTPXAsyncTransport
+
+    from airflow_provider_orders.hooks._http import (
+        ASYNC_MAX_IN_FLIGHT,
+        async_request_gate,
+        shared_async_client,
+    )
+
+    ez = ezcater_sandbox
+    uuid, denied = ez.add_order(), ez.add_order(authorized=False)
+    sent_on: list[tuple[Any, int]] = []
+    original = HTTPXAsyncTransport.execute
+
+    async def spy(self: Any, request: Any, **kwargs: Any) -> Any:
+        sent_on.append((self.client, async_request_gate()._value))
+        return await original(self, request, **kwargs)
+
+    monkeypatch.setattr(HTTPXAsyncTransport, "execute", spy)
+    hook = EzCaterHook()
+    sync_order = hook.get_order(uuid)
+    with pytest.raises(NotAuthorizedError) as sync_error:
+        hook.get_order(denied)
+
+    async def scenario() -> tuple[dict[str, Any], Exception, Any, bool, int]:
+        order = await EzCaterHook().aget_order(uuid)
+        with pytest.raises(NotAuthorizedError) as info:
+            await EzCaterHook().aget_order(denied)  # another hook, as another trigger would have
+        shared = shared_async_client(True)
+        return order, info.value, shared, shared.is_closed, async_request_gate()._value
+
+    async_order, async_error, shared, closed, gate_free = run_async(scenario)
+
+    assert async_order == sync_order
+    # one operation description: the same document, name and variables on both paths
+    sync_read, sync_denied, async_read, async_denied = (r.json() for r in ez.requests)
+    assert async_read == sync_read
+    assert async_denied == sync_denied
+    # one interpretation: the same error, word for word
+    assert type(async_error) is type(sync_error.value)
+    assert str(async_error) == str(sync_error.value)
+    for attr in ("api_message", "http_status", "code", "api_detail"):
+        assert getattr(async_error, attr) == getattr(sync_error.value, attr)
+    # gql's httpx transport, on the loop's one shared client (left open), inside the request gate
+    assert [client for client, _ in sent_on] == [shared, shared]
+    assert not closed
+    assert [free for _, free in sent_on] == [ASYNC_MAX_IN_FLIGHT - 1] * 2
+    assert gate_free == ASYNC_MAX_IN_FLIGHT
+
+
+def test_aget_order_retries_a_5xx_that_carries_a_graphql_body(ezcater_sandbox: EzCaterSandbox) -> None:
+    ez = ezcater_sandbox
+    uuid = ez.add_order()
+    ez.inject_fault("order", status=502, body={"errors": [{"message": "upstream timed out"}]})
+
+    order = run_async(lambda: EzCaterHook().aget_order(uuid))
+
+    assert order["uuid"] == uuid
+    assert _statuses(ez, "order") == [502, 200]
+
+
+# ---------------------------------------------------------------------------------------------- mapping
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "lost"),
+    [
+        pytest.param(502, {"errors": [{"message": "bad gateway"}]}, True, id="502-graphql-body"),
+        pytest.param(500, None, True, id="500-text"),
+        pytest.param(200, None, True, id="200-not-graphql"),
+        pytest.param(503, {"errors": [{"message": "busy"}]}, False, id="503-did-not-act"),
+        pytest.param(429, None, False, id="429-did-not-act"),
+    ],
+)
+def test_error_mapping_marks_a_lost_mutation_answer_as_data(status: int, body: Any, lost: bool) -> None:
+    from airflow_provider_orders.hooks._ezcater_errors import CallState, LostAnswerError, interpret
+    from airflow_provider_orders.hooks._ezcater_graphql import (
+        ACCEPT_ORDER_MUTATION,
+        ORDER_QUERY,
+        Answer,
+    )
+    from airflow_provider_orders.hooks._retry import RetryableError
+
+    class Endpoint:
+        conn_id, url, token = "ez", "http://ez.invalid/graphql", "tok-123"
+
+    answer = Answer(status, {"Retry-After": "2"}, body, json.dumps(body) if body else "<html>")
+    for operation, expect_lost in ((ACCEPT_ORDER_MUTATION, lost), (ORDER_QUERY, False)):
+        state = CallState()
+        with pytest.raises(RetryableError) as info, state:
+            interpret(answer, operation, "o-1", Endpoint())
+        assert isinstance(info.value, LostAnswerError) is expect_lost
+        assert state.answer_lost is expect_lost
+        assert info.value.http_status == status
+        assert info.value.retry_after == 2.0
+
+
+def test_get_conn_keeps_gql_client_semantics(ezcater_sandbox: EzCaterSandbox) -> None:
+    from gql import GraphQLRequest
+    from gql.transport.exceptions import TransportQueryError, TransportServerError
+
+    def read(order_id: str) -> GraphQLRequest:
+        return GraphQLRequest(
+            "query Q($id: ID!) { order(id: $id) { uuid } }", variable_values={"id": order_id}
+        )
+
+    uuid = ezcater_sandbox.add_order()
+    hook = EzCaterHook()
+    session = hook.get_conn().connect_sync()
+    try:
+        assert session.execute(read(uuid)) == {"order": {"uuid": uuid}}
+        assert session.transport.response_headers["Content-Type"].startswith("application/json")
+        with pytest.raises(TransportQueryError, match="Couldn't find Order"):
+            session.execute(read(UNKNOWN))
+        ezcater_sandbox.inject_fault("order", status=502, body="<html>bad gateway</html>")
+        with pytest.raises(TransportServerError) as info:
+            session.execute(read(uuid))
+        assert info.value.code == 502
+    finally:
+        hook.get_conn().close_sync()
 
 
 # ---------------------------------------------------------------------------------------------- masking
