@@ -227,6 +227,13 @@ class DataKitchenSandbox(SandboxServer):
         with self.model.lock:
             return dict(self.model.orders)
 
+    def finish_run(self, run_id: str) -> dict[str, Any]:
+        """End the unfinished order run ``run_id`` now with its variation's outcome; returns the serving."""
+        run = self.model.finish_run(run_id)
+        with self.model.lock:
+            order = self.model.orders[run.order_id]
+            return run.serving(self.model.clock(), order.parameters)
+
     def expire_tokens(self) -> int:
         """Every JWT issued so far answers 401 token_expired from now on (a new login works)."""
         return self.model.expire_tokens()
@@ -259,6 +266,12 @@ class DataKitchenSandbox(SandboxServer):
     def _admin(self, request: Request, name: str) -> Response | None:
         if name == "expire-tokens" and request.method == "POST":
             return Response.json(200, {"expired": self.expire_tokens()})
+        parts = name.split("/")
+        if len(parts) == 3 and parts[0] == "runs" and parts[2] == "finish" and request.method == "POST":
+            try:
+                return Response.json(200, self.finish_run(parts[1]))
+            except DataKitchenError as exc:
+                return Response.json(404, error_body(exc.message, exc.detail))
         if name == "catalogue" and request.method == "GET":
             catalogue = {
                 k: {r: sorted(vs) for r, vs in recipes.items()} for k, recipes in self.model.catalogue.items()

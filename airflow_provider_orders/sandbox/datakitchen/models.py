@@ -555,6 +555,25 @@ class DataKitchenModel:
                 order.stopped_at = now
             return order
 
+    def finish_run(self, run_id: str, *, kitchen: str | None = None) -> OrderRun:
+        """End an unfinished run now with its variation's outcome (a test decides when a long run ends).
+
+        A run that already ended (or was stopped) keeps its status.
+        """
+        with self.lock:
+            now = self.clock()
+            _, run = self._run(kitchen, run_id)
+            if run.is_terminal(now) or run.stopped_at is not None:
+                return run
+            spec = run.spec
+            elapsed = max(0.0, now - run.scheduled_at)
+            queue = min(spec.queue_seconds, elapsed)
+            planned = min(spec.planned_seconds, elapsed - queue)
+            run.spec = replace(
+                spec, queue_seconds=queue, planned_seconds=planned, active_seconds=elapsed - queue - planned
+            )
+            return run
+
     def resume_run(self, run_id: str, *, kitchen: str | None = None) -> OrderRun:
         """Resume a failed or stopped run: it becomes SERVING_RERAN and a new run of its order starts."""
         with self.lock:

@@ -98,6 +98,8 @@ class EzOrder:
     transitions: list[tuple[str, float]] = field(default_factory=list)  # (state, absolute time)
     history: list[tuple[float, str]] = field(default_factory=list)
     rejection: dict[str, Any] | None = None
+    #: every acceptOrder / rejectOrder that changed the order: (time, mutation, state it left the order in)
+    mutations: list[tuple[float, str, str]] = field(default_factory=list)
 
     def advance(self, now: float) -> None:
         """Apply the timed transitions that are due."""
@@ -147,6 +149,7 @@ class EzOrder:
             "pending_modification": self.pending_modification,
             "pending_transitions": [[s, at] for s, at in self.transitions],
             "rejection": self.rejection,
+            "mutations": [{"time": t, "mutation": m, "state": st} for t, m, st in self.mutations],
         }
 
 
@@ -296,6 +299,7 @@ class EzCaterModel:
                 order.state = ACCEPTED
                 order.pending_modification = False
                 order.history.append((self.clock(), ACCEPTED))
+                order.mutations.append((self.clock(), "acceptOrder", ACCEPTED))
                 return order
             raise InvalidStateTransitionError("accept", order.state)
 
@@ -309,6 +313,7 @@ class EzCaterModel:
             order.pending_modification = False
             order.rejection = {"reason": reason, "explanation": explanation}
             order.history.append((self.clock(), order.state))
+            order.mutations.append((self.clock(), "rejectOrder", order.state))
             return order
 
     def snapshot(self) -> list[dict[str, Any]]:
