@@ -53,4 +53,24 @@ def seconds(value: float | timedelta | None, name: str, *, allow_zero: bool) -> 
     return result
 
 
-__all__ = ["rendered_id", "seconds"]
+_TRUE = frozenset({"true", "yes", "on", "1"})
+_FALSE = frozenset({"false", "no", "off", "0", ""})
+
+
+def rendered_flag(value: Any, what: str, task_id: str) -> bool:
+    """A rendered yes/no argument: a bool, or the text a template renders (``"True"``, ``"false"``,
+    ``"1"``...). Anything else is an error rather than a guess (``bool("False")`` is true)."""
+    if isinstance(value, bool):
+        return value
+    if value is None:
+        return False
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise PermanentOrdersError(
+        f"Task '{task_id}': {what} must be true or false, got {type(value).__name__} {value!r}."
+    )
+
+
+__all__ = ["rendered_flag", "rendered_id", "seconds"]

@@ -50,6 +50,9 @@ class OrdersProviderError(AirflowException):
         self.api_detail = api_detail
         self.http_status = http_status
         self.code = code
+        #: For a mutation: False when the hook proves that no attempt reached the API (the connection was
+        #: never established), True when one may have; None when the hook does not say.
+        self.reached_api: bool | None = None
 
     def __str__(self) -> str:
         return self.message

@@ -21,11 +21,12 @@ ALLOWED: dict[str, set[str]] = {
     "exceptions": {"models"},
     "status": {"models"},
     "_arguments": {"exceptions"},
+    "_task_state": set(),
     "hooks": {"root", "exceptions", "models"},
     "links": {"exceptions", "hooks"},
     "triggers": {"exceptions", "models", "hooks"},
     "sensors": {"exceptions", "models", "hooks", "triggers", "links", "_arguments"},
-    "operators": {"exceptions", "models", "hooks", "triggers", "links", "_arguments"},
+    "operators": {"exceptions", "models", "hooks", "triggers", "links", "_arguments", "_task_state"},
     "sandbox": set(),
     "root": set(),
 }

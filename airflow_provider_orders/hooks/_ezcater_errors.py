@@ -66,11 +66,16 @@ class LostAnswerError(RetryableError):
     """A mutation was sent and its answer lost: the server may have acted on it. Retryable."""
 
 
+class NotSentError(RetryableError):
+    """The request never reached ezCater: the connection was not established."""
+
+
 @dataclass
 class CallState:
     """What happened across the attempts of one hook call. Wrap each attempt in ``with state:``."""
 
     answer_lost: bool = False  # an attempt sent a mutation and lost the answer
+    reached: bool = False  # an attempt may have reached ezCater (anything but a connection never made)
 
     def __enter__(self) -> CallState:
         return self
@@ -80,6 +85,8 @@ class CallState:
     ) -> None:
         if isinstance(exc, LostAnswerError):
             self.answer_lost = True
+        if not isinstance(exc, NotSentError):
+            self.reached = True
 
 
 def describe_call(operation: Operation, order_id: str) -> str:
@@ -219,7 +226,7 @@ def client_failure(endpoint: Endpoint, operation: Operation, exc: BaseException)
         return permanent
     described = scrub(endpoint, describe_client_error(exc))
     if never_sent(exc):
-        return RetryableError(f"could not connect to ezCater at {endpoint.url} ({described})")
+        return NotSentError(f"could not connect to ezCater at {endpoint.url} ({described})")
     return (LostAnswerError if operation.mutation else RetryableError)(
         f"the connection to ezCater at {endpoint.url} failed ({described})"
     )
@@ -229,6 +236,7 @@ __all__ = [
     "CallState",
     "Endpoint",
     "LostAnswerError",
+    "NotSentError",
     "auth_error",
     "client_failure",
     "describe_call",

@@ -279,14 +279,22 @@ class EzCaterHook(ConfiguredHook[_Config]):
     def _call(
         self, operation: Operation, variables: dict[str, Any], order_id: str, state: CallState
     ) -> dict[str, Any]:
-        """One sync call: attempts under the connection's retry policy; ``state`` notes lost answers."""
-        config = self._get_config()
-        request = graphql_request(operation, variables)
-        return config.settings.retry_policy.call(
-            lambda: self._attempt_sync(config, operation, request, order_id, state),
-            what=describe_call(operation, order_id),
-            log=self.log,
-        )
+        """One sync call: attempts under the connection's retry policy; ``state`` notes lost answers.
+
+        A failure says whether any attempt may have reached ezCater (``reached_api``): a mutation that
+        certainly never arrived proves nothing about the order's state.
+        """
+        try:
+            config = self._get_config()
+            request = graphql_request(operation, variables)
+            return config.settings.retry_policy.call(
+                lambda: self._attempt_sync(config, operation, request, order_id, state),
+                what=describe_call(operation, order_id),
+                log=self.log,
+            )
+        except OrdersProviderError as exc:
+            exc.reached_api = state.reached
+            raise
 
     def _attempt_sync(
         self, config: _Config, operation: Operation, request: GraphQLRequest, order_id: str, state: CallState

@@ -7,17 +7,30 @@ them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Mapping, Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.configuration import conf
+from airflow.sdk.exceptions import AirflowException, AirflowTaskTimeout
 
 from airflow_provider_orders._arguments import rendered_id, seconds
-from airflow_provider_orders.exceptions import OrderRunFailedError, OrdersProviderError, PermanentOrdersError
+from airflow_provider_orders._task_state import (
+    StateWriteError,
+    try_number,
+    write_record,
+    written_this_attempt,
+)
+from airflow_provider_orders.exceptions import (
+    OrderRunFailedError,
+    OrdersProviderError,
+    PermanentOrdersError,
+    TransientOrdersError,
+)
 from airflow_provider_orders.links import (
     ORDER_ID_XCOM_KEY,
     ORDER_RUN_STATUS_XCOM_KEY,
@@ -49,7 +62,7 @@ class SubmitRecipeOrderOperator(BaseOperator):
         whole-dict template works as ``"{{ params.overrides | tojson }}"``.
     :param wait_for_completion: wait for the order run: poll the order's runs until one appears, then
         the run until it ends. Fails on SERVING_ERROR / STOPPED_SERVING without using the task's retries.
-    :param poll_interval: seconds between two status reads while waiting.
+    :param poll_interval: seconds between two status reads while waiting (> 0).
     :param timeout: seconds to wait for the run (None: no limit). When it passes, the remote run (or the
         order, if no run started yet) is stopped and the task fails without using its retries.
     :param deferrable: wait in the triggerer instead of on a worker (default: ``[operators]
@@ -61,14 +74,23 @@ class SubmitRecipeOrderOperator(BaseOperator):
     ``order_run_status`` (the final status). Without waiting the task makes exactly one request (the
     create): the run does not exist yet, so watch it with ``RecipeOrderRunSensor(order_id=...)``.
 
-    Retries never create a second order: the order id is written to the task state store
-    (``context["task_state_store"]``, key ``datakitchen_order``) the moment DataKitchen returns it. A later
-    try of the same task instance reattaches to that order: still queued or running → keep waiting;
-    completed → succeed with it; failed while no try was watching → fail with that run's status (a failed
-    remote run is permanent; resubmitting behind the user's back could run the recipe twice). Only when a
-    try already failed the task for that run (so the new try comes from a manual clear) is a new order
-    submitted. Without ``wait_for_completion`` a stored order is always reused. The store outlives the
-    task (also a manual "clear"): clearing a succeeded task does not order again; use a new DAG run.
+    Retries never create a second order for a run that may still succeed: the order id is written to
+    the task state store (``context["task_state_store"]``, key ``datakitchen_order``, with the target, a
+    digest of the overrides and the try number) the moment DataKitchen returns it; if the store cannot
+    take it, the order is stopped and the try fails saying so. A later try reattaches to a stored order
+    for the same kitchen, recipe, variation and overrides:
+
+    - run queued or running → keep waiting (whichever attempt created it);
+    - within the same attempt (Airflow's retries): completed → succeed with it; stopped (a try Airflow
+      killed — ``execution_timeout``, a clear, SIGTERM, mark failed — stops its run in ``on_kill``) →
+      order again; failed while no try was watching (a worker crash) → fail with that run's status,
+      without using the retries (resubmitting behind the user's back could run the recipe twice);
+    - from before a clear (a new attempt: the task was cleared after it ended) → order again: a cleared
+      task starts clean. Without ``wait_for_completion`` a stored order is reused within the attempt.
+
+    ``execution_timeout`` also bounds a deferred wait: when it passes in the triggerer, the run is stopped
+    and the try fails with ``AirflowTaskTimeout`` (retried like any try). The ``timeout`` argument instead
+    stops the run and fails the task for good.
     """
 
     template_fields: Sequence[str] = ("kitchen", "recipe", "variation", "parameters")
@@ -96,7 +118,7 @@ class SubmitRecipeOrderOperator(BaseOperator):
         self.variation = variation
         self.parameters = parameters
         self.wait_for_completion = wait_for_completion
-        self.poll_interval = seconds(poll_interval, "poll_interval", allow_zero=True) or 0.0
+        self.poll_interval = seconds(poll_interval, "poll_interval", allow_zero=False) or 10.0
         self.timeout = seconds(timeout, "timeout", allow_zero=False)
         self.deferrable = deferrable
         self.datakitchen_conn_id = datakitchen_conn_id
@@ -104,6 +126,7 @@ class SubmitRecipeOrderOperator(BaseOperator):
         self._order_id: str | None = None
         self._order_run_id: str | None = None
         self._done = False
+        self._killed = False  # set by on_kill: this try was killed by Airflow
         self._store: Any = None  # context["task_state_store"] of the running try
         self._overrides: dict[str, Any] = {}
 
@@ -117,50 +140,20 @@ class SubmitRecipeOrderOperator(BaseOperator):
 
     def execute(self, context: Context) -> str:
         self._check_rendered()
-        self._done = False
+        self._done = self._killed = False
         self._store = store = context.get("task_state_store")
-        stored = self._stored_order(store)
-        order_id: str | None = str(stored["order_id"]) if stored else None
-        run: OrderRun | None = None
-        read = False  # whether `run` is a fresh read of the order's newest run
-        if stored and order_id is not None and self.wait_for_completion:
-            run, read = self._read(order_id, None), True
-            if run is not None and run.is_failed and stored.get("failure_reported"):
-                # A try already failed the task for this run, so this try comes from a manual clear
-                # or rerun: the user asks for the recipe to run again.
-                self.log.warning(
-                    "%s from an earlier try ended with %s, and that try failed the task; this try "
-                    "(a clear or rerun) submits a new order.",
-                    self._describe(order_id, run.id),
-                    run.status_text,
-                )
-                order_id, run, read = None, None, False
-            elif run is not None and run.is_failed:
-                # The run failed while no try was watching (a worker crash, or a scheduler that
-                # retried a resumed task). A failed remote run is permanent: report it, never
-                # resubmit behind the user's back.
-                self.log.warning(
-                    "%s from an earlier try ended with %s while no try was watching; failing "
-                    "with it instead of submitting a second order.",
-                    self._describe(order_id, run.id),
-                    run.status_text,
-                )
-                self._order_id = order_id
-                context["ti"].xcom_push(key=ORDER_ID_XCOM_KEY, value=order_id)
-                self._publish_run(context, run.id)
-                return self._finish(context, order_id, run)
-            else:
-                self.log.info(
-                    "Reattaching to %s created by an earlier try (run status: %s); not submitting again.",
-                    self._describe(order_id, run.id if run else None),
-                    (run.status_text if run else None) or "not started yet",
-                )
-        elif order_id is not None:
-            self.log.info("%s was created by an earlier try; not submitting again.", self._describe(order_id))
+        exec_deadline = (
+            time.time() + self.execution_timeout.total_seconds() if self.execution_timeout else None
+        )
+        order_id, run = self._reattach(context, store)
         if order_id is None:
             order_id = self._submit(context)
+            run = None
         self._order_id = order_id
         context["ti"].xcom_push(key=ORDER_ID_XCOM_KEY, value=order_id)
+        if run is not None and run.has_ended:  # an earlier try's run that already finished
+            self._publish_run(context, run.id)
+            return self._finish(context, order_id, run)
 
         if not self.wait_for_completion:
             if self.deferrable:
@@ -169,11 +162,77 @@ class SubmitRecipeOrderOperator(BaseOperator):
             return order_id
 
         end_time = time.time() + self.timeout if self.timeout is not None else None
-        if not read:
+        if run is None:
             run = self._read(order_id, None)
         if self.deferrable:
-            return self._wait_deferred(context, order_id, run, end_time)
+            return self._wait_deferred(context, order_id, run, end_time, exec_deadline)
         return self._wait(context, order_id, run, end_time)
+
+    def _reattach(self, context: Context, store: Any) -> tuple[str | None, OrderRun | None]:
+        """The order (and its newest run, when waiting) an earlier try created, if this try carries it on.
+
+        ``(None, None)`` means "submit a new order". The rules (README, "Retries, kills and clears"):
+        an order of another target or other overrides is never reused; a run still queued or running is
+        reattached to, whichever attempt created it; an earlier *attempt's* order that has ended (the task
+        was cleared) is not this attempt's work, so a new order is submitted; within this attempt a
+        completed run is this task's success, a stopped one (a try Airflow killed stops its run) is ordered
+        again, and a failed one fails the task (the recipe failed while no try was watching).
+        """
+        stored = self._stored_order(store)
+        if stored is None:
+            return None, None
+        order_id = str(stored["order_id"])
+        this_attempt = written_this_attempt(stored, context, self.retries) and not stored.get(
+            "failure_reported"
+        )
+        if not self.wait_for_completion:
+            if not this_attempt:
+                self.log.info(
+                    "%s was created before this task was cleared; a cleared task orders again.",
+                    self._describe(order_id),
+                )
+                return None, None
+            self.log.info("%s was created by an earlier try; not submitting again.", self._describe(order_id))
+            return order_id, None
+        run = self._read(order_id, None)
+        if run is None or not run.has_ended:
+            self.log.info(
+                "Reattaching to %s created by an earlier try (run status: %s); not submitting again.",
+                self._describe(order_id, run.id if run else None),
+                (run.status_text if run else None) or "not started yet",
+            )
+            return order_id, run
+        where = self._describe(order_id, run.id)
+        if not this_attempt:
+            self.log.warning(
+                "%s from before this task was cleared ended with %s; a cleared task starts clean, so "
+                "this try submits a new order.",
+                where,
+                run.status_text,
+            )
+            return None, None
+        if run.status is OrderRunStatus.STOPPED_SERVING:
+            self.log.warning(
+                "%s from try %s ended with %s while no try was watching: Airflow killed that try (a "
+                "timeout, a clear, SIGTERM) and its on_kill stopped the run, or someone stopped it in "
+                "DataKitchen. A stopped run is not a recipe failure: this try submits a new order.",
+                where,
+                stored.get("try_number", "?"),
+                run.status_text,
+            )
+            return None, None
+        if run.is_failed:
+            # The recipe failed while no try was watching (a worker crash). A failed remote run is
+            # permanent: report it, never resubmit behind the user's back.
+            self.log.warning(
+                "%s from an earlier try ended with %s while no try was watching; failing with it "
+                "instead of submitting a second order.",
+                where,
+                run.status_text,
+            )
+        else:
+            self.log.info("%s from an earlier try already finished with %s.", where, run.status_text)
+        return order_id, run
 
     def _check_rendered(self) -> None:
         for name in ("kitchen", "recipe", "variation"):
@@ -200,8 +259,14 @@ class SubmitRecipeOrderOperator(BaseOperator):
             )
         return dict(parameters or {})
 
+    def _overrides_digest(self) -> str:
+        """SHA-256 of the overrides as canonical JSON: matches a stored order to what was ordered without
+        keeping the values (they may hold secrets) in the task state store."""
+        text = json.dumps(self._overrides, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
     def _stored_order(self, store: Any) -> Mapping[str, Any] | None:
-        """The order an earlier try of this task instance created (and stored), if it is for this target."""
+        """The order an earlier try of this task instance stored, if it is for what this try orders."""
         if store is None:
             self.log.warning(
                 "No task_state_store in the context (Airflow < 3.3?): a retry of this task cannot "
@@ -211,28 +276,36 @@ class SubmitRecipeOrderOperator(BaseOperator):
         stored = store.get(ORDER_STATE_KEY)
         if not isinstance(stored, Mapping) or not stored.get("order_id"):
             return None
-        same = (stored.get("kitchen"), stored.get("recipe"), stored.get("variation")) == (
-            self.kitchen,
-            self.recipe,
-            self.variation,
-        )
-        if not same:
+        ordered = (stored.get("kitchen"), stored.get("recipe"), stored.get("variation"))
+        if ordered != (self.kitchen, self.recipe, self.variation):
             self.log.warning(
                 "The order %s stored by an earlier try was for kitchen %r, recipe %r, variation %r; "
                 "this try renders another target, so it submits a new order.",
                 stored.get("order_id"),
-                stored.get("kitchen"),
-                stored.get("recipe"),
-                stored.get("variation"),
+                *ordered,
+            )
+            return None
+        digest = stored.get("overrides_sha256")
+        if digest is not None and digest != self._overrides_digest():
+            self.log.warning(
+                "The order %s stored by an earlier try was sent with other variable overrides than this "
+                "try renders; this try submits a new order with the new overrides.",
+                stored.get("order_id"),
             )
             return None
         return stored
 
     def _record_failure_reported(self) -> None:
-        """Mark the stored order as one whose failure a try reported (so only a clear reorders)."""
-        stored = self._stored_order(self._store)
-        if stored is not None and self._store is not None:
-            self._store.set(ORDER_STATE_KEY, {**stored, "failure_reported": True})
+        """Mark the stored order as one whose failure a try reported (best effort: the attempt rule
+        already keeps a later clear from counting it)."""
+        store = self._store
+        stored = self._stored_order(store) if store is not None else None
+        if stored is None:
+            return
+        try:
+            store.set(ORDER_STATE_KEY, {**stored, "failure_reported": True})
+        except Exception as exc:
+            self.log.info("Could not mark the stored order as reported (%s)", exc)
 
     def _submit(self, context: Context) -> str:
         self.log.info(
@@ -243,20 +316,41 @@ class SubmitRecipeOrderOperator(BaseOperator):
         )
         answer = self.hook.create_order(self.kitchen, self.recipe, self.variation, self._overrides)
         order_id = str(answer["order_id"])
+        self._order_id = order_id
         store = context.get("task_state_store")
         if store is not None:
             # Persist at once: from here on a retry reattaches instead of creating a second order.
-            store.set(
-                ORDER_STATE_KEY,
-                {
-                    "order_id": order_id,
-                    "kitchen": self.kitchen,
-                    "recipe": self.recipe,
-                    "variation": self.variation,
-                },
-            )
+            record = {
+                "order_id": order_id,
+                "kitchen": self.kitchen,
+                "recipe": self.recipe,
+                "variation": self.variation,
+                "overrides_sha256": self._overrides_digest(),
+                "try_number": try_number(context),
+            }
+            try:
+                write_record(store, ORDER_STATE_KEY, record, log=self.log)
+            except StateWriteError as exc:
+                self._unrecorded(order_id, exc)
         self.log.info("Submitted %s", self._describe(order_id))
         return order_id
+
+    def _unrecorded(self, order_id: str, error: StateWriteError) -> NoReturn:
+        """The order exists but no retry could find it: stop it, then fail (retryably only if stopped)."""
+        where = self._describe(order_id)
+        self._done = True
+        try:
+            stopped = self.hook.stop_run_or_order(self.kitchen, order_id, None)
+        except OrdersProviderError as exc:
+            raise PermanentOrdersError(
+                f"{where} was created, but {error}, and stopping it failed too ({exc}). A retry could not "
+                "find this order and would run the recipe a second time, so the task fails without "
+                "retrying: check the order in DataKitchen."
+            ) from error
+        raise TransientOrdersError(
+            f"{where} was created, but {error}: a retry could not find it, so it was stopped ({stopped}). "
+            "A retry orders again."
+        ) from error
 
     # ------------------------------------------------------------------ waiting (worker)
 
@@ -271,6 +365,7 @@ class SubmitRecipeOrderOperator(BaseOperator):
     def _wait(self, context: Context, order_id: str, run: OrderRun | None, end_time: float | None) -> str:
         watch: str | None = None
         while True:
+            self._check_killed(order_id)
             if run is not None:
                 if run.id and run.id != self._order_run_id:
                     self._publish_run(context, run.id)
@@ -291,7 +386,17 @@ class SubmitRecipeOrderOperator(BaseOperator):
             if end_time is not None:
                 pause = max(0.0, min(pause, end_time - time.time()))
             time.sleep(pause)
+            self._check_killed(order_id)
             run = self._read(order_id, watch)
+
+    def _check_killed(self, order_id: str) -> None:
+        """After ``on_kill`` stopped the run from Airflow's SIGTERM handler, end this try at once, as a
+        kill and not as a run failure: the next try (a retry, or the clear's new try) orders again."""
+        if self._killed:
+            raise AirflowException(
+                f"Task killed by Airflow (SIGTERM): {self._describe(order_id, self._order_run_id)} was "
+                "stopped; a next try of this task submits a new order."
+            )
 
     def _finish(self, context: Context, order_id: str, run: OrderRun) -> str:
         self._done = True
@@ -304,24 +409,45 @@ class SubmitRecipeOrderOperator(BaseOperator):
         self.log.info("%s finished with %s", self._describe(order_id, run.id), run.status_text)
         return order_id
 
-    def _stop_after_timeout(self, order_id: str, run: OrderRun | None) -> None:
-        """Stop the run (or the order when no run started) and fail for good."""
+    def _current_run_id(self, order_id: str, run: OrderRun | None) -> str | None:
+        """The run to stop: the watched one, or, when it was superseded by a resume (or not known), the
+        order's newest run (None: stop the order)."""
+        if run is not None and run.id and not run.is_superseded:
+            return run.id
+        try:
+            newest = self._read(order_id, None)
+        except OrdersProviderError as exc:
+            self.log.warning("Could not read the runs of %s (%s); stopping the order", order_id, exc)
+            return None
+        return newest.id if newest is not None else None
+
+    def _stop(self, order_id: str, run: OrderRun | None) -> str:
+        """Stop the current run (or the order) and say what happened, in words; never raises for the API."""
+        try:
+            return self.hook.stop_run_or_order(self.kitchen, order_id, self._current_run_id(order_id, run))
+        except OrdersProviderError as exc:
+            return f"stopping it failed too: {exc}"
+
+    def _stop_after_timeout(self, order_id: str, run: OrderRun | None) -> NoReturn:
+        """The operator's ``timeout`` passed: stop the run (or the order when no run started) and fail
+        for good."""
         self._done = True
         self._record_failure_reported()
-        run_id = self._order_run_id if run is None or run.id is None else run.id
-        try:
-            stopped = self.hook.stop_run_or_order(self.kitchen, order_id, run_id)
-        except OrdersProviderError as exc:
-            stopped = f"stopping it failed too: {exc}"
+        stopped = self._stop(order_id, run)
         assert self.timeout is not None
         raise OrderRunFailedError.timed_out(
-            self._describe(order_id, run_id), timeout=self.timeout, run=run, stopped=stopped
+            self._describe(order_id, self._order_run_id), timeout=self.timeout, run=run, stopped=stopped
         )
 
     # ------------------------------------------------------------------ waiting (triggerer)
 
     def _wait_deferred(
-        self, context: Context, order_id: str, run: OrderRun | None, end_time: float | None
+        self,
+        context: Context,
+        order_id: str,
+        run: OrderRun | None,
+        end_time: float | None,
+        exec_deadline: float | None,
     ) -> str:
         if run is not None and run.id:
             self._publish_run(context, run.id)
@@ -331,6 +457,8 @@ class SubmitRecipeOrderOperator(BaseOperator):
             self._stop_after_timeout(order_id, run)
         from airflow_provider_orders.triggers.datakitchen import OrderRunTrigger
 
+        # Airflow does not bound a deferral by execution_timeout: the trigger does (see execute_complete).
+        deadlines = [t for t in (end_time, exec_deadline) if t is not None]
         watch = None if run is None or run.is_superseded else run.id
         self.log.info("Deferring: the triggerer waits for %s", self._describe(order_id, watch))
         self.defer(
@@ -340,16 +468,23 @@ class SubmitRecipeOrderOperator(BaseOperator):
                 order_id=order_id,
                 order_run_id=watch,
                 poll_interval=self.poll_interval,
-                end_time=end_time,
+                end_time=min(deadlines) if deadlines else None,
                 recipe=self.recipe,
                 variation=self.variation,
             ),
             method_name="execute_complete",
+            kwargs={"timeout_at": end_time},
             timeout=None,
         )
 
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
-        """Resume after OrderRunTrigger fired: succeed, fail for good, or stop the run after a timeout."""
+    def execute_complete(
+        self, context: Context, event: dict[str, Any], timeout_at: float | None = None
+    ) -> str:
+        """Resume after OrderRunTrigger fired: succeed, fail for good, or stop the run after a deadline.
+
+        :param timeout_at: when the operator's ``timeout`` passes (epoch seconds). A ``timeout`` event
+            before it comes from ``execution_timeout``.
+        """
         wait = WaitEvent.from_payload(event)
         order_id = wait.get("order_id")
         assert order_id is not None, f"OrderRunTrigger event without an order id: {event!r}"
@@ -372,7 +507,15 @@ class SubmitRecipeOrderOperator(BaseOperator):
                 return order_id
             raise PermanentOrdersError(wait.message)
         if wait.outcome is WaitOutcome.TIMEOUT:
-            self._stop_after_timeout(order_id, run)
+            if self.timeout is not None and (timeout_at is None or time.time() >= timeout_at - 1.0):
+                self._stop_after_timeout(order_id, run)
+            self._done = True
+            stopped = self._stop(order_id, run)
+            raise AirflowTaskTimeout(
+                f"execution_timeout ({self.execution_timeout}) passed while the triggerer waited for "
+                f"{self._describe(order_id, self._order_run_id)}: {stopped}. A next try of this task "
+                "submits a new order."
+            )
         self._done = True
         raise wait.error()
 
@@ -391,17 +534,23 @@ class SubmitRecipeOrderOperator(BaseOperator):
         )
 
     def on_kill(self) -> None:
-        """Stop the remote run (or the order, if no run started yet) when the task is killed."""
+        """Stop the remote run (or the order, if no run started yet) when Airflow kills the task.
+
+        Airflow calls this from its SIGTERM handler, in the thread it interrupted, and after an
+        ``execution_timeout``: the stop never waits on a lock the interrupted code may hold and ends
+        within a short budget (``DataKitchenHook.stop_on_kill``).
+        """
         if self._done or self._order_id is None:
             return
+        self._killed = True
         where = self._describe(self._order_id, self._order_run_id)
         self.log.info("Task killed: stopping %s", where)
         try:
-            self.log.info(
-                "%s: %s", where, self.hook.stop_run_or_order(self.kitchen, self._order_id, self._order_run_id)
-            )
+            stopped = self.hook.stop_on_kill(self.kitchen, self._order_id, self._order_run_id)
         except Exception as exc:
             self.log.warning("Could not stop %s: %s", where, exc)
+        else:
+            self.log.info("%s: %s", where, stopped)
 
 
 __all__ = ["ORDER_STATE_KEY", "SubmitRecipeOrderOperator"]

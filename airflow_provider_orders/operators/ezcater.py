@@ -1,14 +1,24 @@
 """Accept or reject an ezCater catering order.
 
 Cheap to import: ``airflow.sdk`` and this package's light modules only; the hook (gql) is imported inside
-the methods that use it.
+the methods that use them.
 
-Safe retries: before sending the mutation, the operator writes "this task sent <mutation> for order X" to
-the task state store (``context["task_state_store"]``). When a later try meets an INVALID_STATE_TRANSITION
-on an order that is now in the mutation's target state, that record is what allows it to count the state
-as its own (an earlier try's answer was lost, e.g. a 502 after the mutation applied). Without the record,
-the same answer is a real refusal: an order accepted before this task sent anything (say, one with a
-pending modification and ``accept_modification=False``) fails with the API's message.
+Safe retries: before sending the mutation, the operator writes "try N of this task sent <mutation> for
+order X" to the task state store (``context["task_state_store"]``). When a later try meets an
+INVALID_STATE_TRANSITION on an order that is now in the mutation's target state, that record is what lets
+it count the state as its own (an earlier try was killed mid-request, or its answer was lost after the
+mutation applied). The record proves only what this attempt sent:
+
+- it must come from a try of the current attempt: a cleared task starts clean, so after a clear an order
+  that is already accepted fails with ezCater's refusal (it may carry a modification nobody accepted);
+- it must be for the same order and the same mutation (``accept_modification`` included);
+- a send the hook proves never reached ezCater is recorded as not sent;
+- it is deleted once the mutation succeeded;
+- a reject counts only ``rejected``: a customer's cancellation is not this task's doing.
+
+Without such a record the same answer is a real refusal and fails with the API's message. What remains: a
+customer who modifies the order between a killed try's accept and the retry's would have that
+modification counted as accepted (ezCater does not show pending modifications in the order's state).
 """
 
 from __future__ import annotations
@@ -19,8 +29,13 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_orders._arguments import rendered_id
-from airflow_provider_orders.exceptions import InvalidStateTransitionError, PermanentOrdersError
+from airflow_provider_orders._arguments import rendered_flag, rendered_id
+from airflow_provider_orders._task_state import delete_record, try_number, written_this_attempt
+from airflow_provider_orders.exceptions import (
+    InvalidStateTransitionError,
+    OrdersProviderError,
+    PermanentOrdersError,
+)
 from airflow_provider_orders.models.ezcater import (
     OrderLifecycleState,
     lifecycle_state_of,
@@ -68,13 +83,22 @@ class _OrderMutationOperator(BaseOperator):
         raise NotImplementedError
 
     def _record(self, order_id: str, context: Context) -> dict[str, Any]:
-        return {"order_id": order_id, "try_number": context["ti"].try_number}
+        """What this try is about to send (compared field by field with a later try's)."""
+        return {"order_id": order_id, "try_number": try_number(context), "sent": True}
+
+    def _counts(self, previous: Any, record: Mapping[str, Any], context: Context) -> bool:
+        """Whether ``previous`` (an earlier try's record) proves this attempt sent this same mutation."""
+        if not isinstance(previous, Mapping) or previous.get("sent") is False:
+            return False
+        same = all(previous.get(k) == v for k, v in record.items() if k not in ("try_number", "sent"))
+        return same and written_this_attempt(previous, context, self.retries)
 
     def execute(self, context: Context) -> dict[str, Any]:
         order_id = rendered_id(self.order_id, "order_id", self.task_id, required=True)
         assert order_id is not None
         self._check()
         store = context.get("task_state_store")
+        record = self._record(order_id, context)
         sent_earlier: Mapping[str, Any] | None = None
         if store is None:
             self.log.warning(
@@ -84,10 +108,11 @@ class _OrderMutationOperator(BaseOperator):
             )
         else:
             previous = store.get(self.state_key)
-            if isinstance(previous, Mapping) and previous.get("order_id") == order_id:
+            if self._counts(previous, record, context):
+                assert isinstance(previous, Mapping)
                 sent_earlier = previous
             # Written before sending: if the answer gets lost, the next try knows this task sent it.
-            store.set(self.state_key, self._record(order_id, context))
+            store.set(self.state_key, record)
         try:
             order = self._send(order_id)
         except InvalidStateTransitionError as exc:
@@ -96,7 +121,8 @@ class _OrderMutationOperator(BaseOperator):
                 raise
             self.log.warning(
                 "ezCater refused to %s order %s because it is already %s. Try %s of this task sent the "
-                "%s mutation and its answer was lost, so that is this task's own doing: succeeding.",
+                "%s mutation (killed, or its answer was lost), so that is this task's own doing: "
+                "succeeding.",
                 self.verb,
                 order_id,
                 state,
@@ -104,6 +130,14 @@ class _OrderMutationOperator(BaseOperator):
                 self.verb,
             )
             order = self.hook.get_order(order_id)
+        except OrdersProviderError as exc:
+            if store is not None and getattr(exc, "reached_api", True) is False:
+                # The hook proves no attempt reached ezCater: the record must not vouch for a later
+                # accept by someone else.
+                store.set(self.state_key, {**record, "sent": False})
+            raise
+        if store is not None:
+            delete_record(store, self.state_key, log=self.log)
         self.log.info(
             "ezCater order %s is now %s", order_id, lifecycle_state_of(order) or "in an unknown state"
         )
@@ -115,7 +149,9 @@ class AcceptOrderOperator(_OrderMutationOperator):
 
     :param order_id: the order's id (templated: conf, params, an upstream XCom, or mapped with
         ``.partial(...).expand(order_id=[...])``).
-    :param accept_modification: accept the pending modification of an already accepted order.
+    :param accept_modification: accept the pending modification of an already accepted order
+        (templated: ``"{{ dag_run.conf.get('accept_modification', False) }}"`` renders to text, read as
+        true / false).
     :param ezcater_conn_id: connection of type ``ezcater``.
 
     Not found, not authorized, feature not enabled, and an order that is cancelled, rejected or already
@@ -123,6 +159,7 @@ class AcceptOrderOperator(_OrderMutationOperator):
     message and without using its retries.
     """
 
+    template_fields: Sequence[str] = ("order_id", "accept_modification")
     state_key = ACCEPT_STATE_KEY
     done_states = frozenset({OrderLifecycleState.ACCEPTED.value})
     verb = "accept"
@@ -137,6 +174,11 @@ class AcceptOrderOperator(_OrderMutationOperator):
     ) -> None:
         super().__init__(order_id=order_id, ezcater_conn_id=ezcater_conn_id, **kwargs)
         self.accept_modification = accept_modification
+
+    def _check(self) -> None:
+        self.accept_modification = rendered_flag(
+            self.accept_modification, "accept_modification", self.task_id
+        )
 
     def _record(self, order_id: str, context: Context) -> dict[str, Any]:
         return {**super()._record(order_id, context), "accept_modification": bool(self.accept_modification)}
@@ -161,7 +203,7 @@ class RejectOrderOperator(_OrderMutationOperator):
 
     template_fields: Sequence[str] = ("order_id", "reason", "explanation")
     state_key = REJECT_STATE_KEY
-    done_states = frozenset({OrderLifecycleState.REJECTED.value, OrderLifecycleState.CANCELLED.value})
+    done_states = frozenset({OrderLifecycleState.REJECTED.value})
     verb = "reject"
 
     def __init__(

@@ -43,6 +43,11 @@ class DeferrableOrderSensor(BaseSensorOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if self.poke_interval <= 0:
+            raise ValueError(
+                f"{type(self).__name__} '{self.task_id}': poke_interval must be > 0 seconds, got "
+                f"{self.poke_interval!r} (0 would read the API in a busy loop)."
+            )
         self.deferrable = deferrable
 
     def make_trigger(self, end_time: float) -> PollingTrigger:

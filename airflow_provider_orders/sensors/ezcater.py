@@ -6,6 +6,7 @@ inside the methods that use them.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +23,7 @@ from airflow_provider_orders.models.ezcater import (
 from airflow_provider_orders.sensors._base import DeferrableOrderSensor
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Sequence
 
     from airflow.sdk import Context
 
@@ -35,9 +36,11 @@ class OrderLifecycleSensor(DeferrableOrderSensor):
     """Wait until an ezCater order's ``lifecycle.orderIsCurrently`` is one of ``target_states``.
 
     :param order_id: the order (templated).
-    :param target_states: states that end the wait successfully; the state reached is the return value.
+    :param target_states: states that end the wait successfully; the state reached is the return value
+        (templated: a list, or text such as ``"accepted,rejected"``).
     :param failure_states: states that fail the task at once, without using its retries (skipped with
-        ``soft_fail=True``). Any other value, also one this provider does not know, means "not yet".
+        ``soft_fail=True``; templated like ``target_states``). Any other value, also one this provider
+        does not know, means "not yet".
     :param deferrable: wait in the triggerer (default ``[operators] default_deferrable``); the deadline
         is the sensor's ``timeout``.
     :param ezcater_conn_id: connection of type ``ezcater``.
@@ -45,7 +48,7 @@ class OrderLifecycleSensor(DeferrableOrderSensor):
     Plus every ``BaseSensorOperator`` argument (``poke_interval``, ``timeout``, ``mode``, ``soft_fail``...).
     """
 
-    template_fields: Sequence[str] = ("order_id",)
+    template_fields: Sequence[str] = ("order_id", "target_states", "failure_states")
     ui_color = "#fdf2e9"
 
     def __init__(
@@ -59,16 +62,11 @@ class OrderLifecycleSensor(DeferrableOrderSensor):
     ) -> None:
         super().__init__(**kwargs)
         self.order_id = order_id
-        self.target_states = normalize_states(target_states)
-        self.failure_states = normalize_states(failure_states)
-        if not self.target_states:
-            raise ValueError(f"OrderLifecycleSensor '{self.task_id}': target_states is empty.")
-        overlap = set(self.target_states) & set(self.failure_states)
-        if overlap:
-            raise ValueError(
-                f"OrderLifecycleSensor '{self.task_id}': {sorted(overlap)} cannot be both a target and a "
-                "failure state."
-            )
+        self.target_states: Any = target_states
+        self.failure_states: Any = failure_states
+        if not _templated(target_states) and not _templated(failure_states):
+            # Checked when the DAG is parsed when nothing is left to render; else at run time.
+            self._resolve_states(error=ValueError)
         self.ezcater_conn_id = ezcater_conn_id
 
     @cached_property
@@ -76,6 +74,23 @@ class OrderLifecycleSensor(DeferrableOrderSensor):
         from airflow_provider_orders.hooks.ezcater import EzCaterHook
 
         return EzCaterHook(ezcater_conn_id=self.ezcater_conn_id)
+
+    def _resolve_states(self, error: type[Exception] = PermanentOrdersError) -> None:
+        """Normalise (rendered) target and failure states; a bad combination raises ``error``."""
+        self.target_states = _states(self.target_states)
+        self.failure_states = _states(self.failure_states)
+        if not self.target_states:
+            raise error(f"OrderLifecycleSensor '{self.task_id}': target_states is empty.")
+        overlap = set(self.target_states) & set(self.failure_states)
+        if overlap:
+            raise error(
+                f"OrderLifecycleSensor '{self.task_id}': {sorted(overlap)} cannot be both a target and a "
+                "failure state."
+            )
+
+    def execute(self, context: Context) -> Any:
+        self._resolve_states()
+        return super().execute(context)
 
     def _order_id(self) -> str:
         order_id = rendered_id(self.order_id, "order_id", self.task_id, required=True)
@@ -118,6 +133,21 @@ class OrderLifecycleSensor(DeferrableOrderSensor):
 
     def failure_error(self, context: Context, event: WaitEvent) -> Exception:
         return self._failed(event.get("order_id") or str(self.order_id), event.get("order_state"))
+
+
+def _templated(value: Any) -> bool:
+    return (isinstance(value, str) and "{{" in value) or (
+        not isinstance(value, str) and isinstance(value, Iterable) and any(_templated(v) for v in value)
+    )
+
+
+def _states(value: Any) -> list[str]:
+    """States from a list or from rendered text (``"accepted,rejected"``, ``"['accepted']"``)."""
+    if isinstance(value, str):
+        value = [part.strip(" '\"") for part in value.strip().strip("[]()").split(",")]
+    if not isinstance(value, Iterable):
+        raise PermanentOrdersError(f"lifecycle states must be a list or text, got {value!r}")
+    return normalize_states([str(v) for v in value if str(v).strip()])
 
 
 __all__ = ["OrderLifecycleSensor"]

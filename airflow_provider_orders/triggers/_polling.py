@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from airflow.triggers.base import TriggerEvent
 
 
+#: The shortest pause between two reads of a trigger.
+MIN_POLL_INTERVAL = 0.1
+
+
 class PollingTrigger(BaseTrigger):
     """Base of the provider's triggers: the loop, the deadline and the one event.
 
@@ -30,14 +34,16 @@ class PollingTrigger(BaseTrigger):
     :meth:`event_fields` (the API fields every event carries) and :meth:`describe` (the awaited thing,
     for messages).
 
-    :param poll_interval: seconds between two reads.
+    :param poll_interval: seconds between two reads; at least :data:`MIN_POLL_INTERVAL` (operators and
+        sensors refuse 0; a smaller value from an older serialized trigger is raised to it, never a busy
+        loop on the triggerer's event loop).
     :param end_time: epoch seconds after which a ``timeout`` event is sent (None: no limit). Tasks defer
         with ``timeout=None`` so that the timeout reaches ``execute_complete``, which acts on it.
     """
 
     def __init__(self, *, poll_interval: float, end_time: float | None) -> None:
         super().__init__()
-        self.poll_interval = float(poll_interval)
+        self.poll_interval = max(float(poll_interval), MIN_POLL_INTERVAL)
         self.end_time = float(end_time) if end_time is not None else None
 
     def describe(self) -> str:
@@ -84,4 +90,4 @@ class PollingTrigger(BaseTrigger):
             ).trigger_event()
 
 
-__all__ = ["PollingTrigger"]
+__all__ = ["MIN_POLL_INTERVAL", "PollingTrigger"]
