@@ -12,7 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 from airflow.sdk import BaseHook
 
 from airflow_provider_orders.exceptions import PermanentOrdersError
-from airflow_provider_orders.hooks._http import async_request_gate
+from airflow_provider_orders.hooks._http import CONNECTION_LOOKUPS, async_request_gate
 from airflow_provider_orders.hooks._retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -66,11 +66,11 @@ class ConfiguredHook(BaseHook, Generic[ConfigT]):
     async def _aget_config(self) -> ConfigT:
         """The async twin for triggers: the connection is read with the async API.
 
-        A thousand triggers starting together each read their connection once; the loop's request gate
-        lets only a few lookups run at a time, so the loop keeps ticking meanwhile.
+        A thousand triggers starting together each read their connection once; the loop's gate of
+        connection lookups (not either API's) lets only a few run at a time, so the loop keeps ticking.
         """
         if self._config is None:
-            async with async_request_gate():
+            async with async_request_gate(*CONNECTION_LOOKUPS, wait=None):
                 if self._config is None:
                     conn = await self.aget_connection(self._conn_id)
                     extra = await conn.aextra_dejson()
@@ -223,6 +223,20 @@ def mask(secret: str | None) -> None:
         mask_secret(secret)
 
 
+def mask_nowait(secret: str | None) -> None:
+    """Register a secret with this process's secrets masker only, without telling the supervisor: for
+    ``on_kill``, which runs in a signal handler of the thread it interrupted, where that thread may hold
+    the supervisor channel's lock (e.g. in the middle of :func:`mask`). The secret is never logged; this
+    keeps it out of this process's log lines should anything echo it."""
+    if secret:
+        try:
+            from airflow.sdk._shared.secrets_masker import mask_secret
+        except ImportError:  # pragma: no cover - another Airflow layout: the public (blocking) one
+            from airflow.sdk.log import mask_secret
+
+        mask_secret(secret)
+
+
 async def amask(secret: str | None) -> None:
     """Async :func:`mask`: uses the supervisor channel's async send (no deadlock inside a trigger)."""
     if secret:
@@ -238,6 +252,7 @@ __all__ = [
     "get_extra",
     "get_extra_str",
     "mask",
+    "mask_nowait",
     "normalize_url",
     "parse_settings",
 ]

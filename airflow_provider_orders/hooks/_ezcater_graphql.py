@@ -7,8 +7,8 @@ answer is captured.
 * Sync path: :func:`requests_transport` (gql's ``RequestsHTTPTransport``) and :func:`send_sync`.
 * Async path (triggers): :func:`send_async` over gql's ``HTTPXAsyncTransport``, whose ``connect()``
   borrows the running loop's shared ``httpx.AsyncClient`` (:func:`.shared_async_client`) and whose
-  ``close()`` leaves it open for the loop's other triggers; the loop's request gate is held around the
-  request only. :func:`aload` imports gql off the event loop, once per process.
+  ``close()`` leaves it open for the loop's other triggers; the loop's request gate of that host is held
+  around the request only. :func:`aload` imports gql off the event loop, once per process.
 * Both transports return every answer as an :class:`Answer` (HTTP status, headers, parsed body, text),
   carried by the result or by the error of that very call: no state shared between calls. What an answer
   means is :func:`._ezcater_errors.interpret`'s business. gql, graphql-core and the HTTP clients are
@@ -24,7 +24,7 @@ import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_orders.hooks._http import async_request_gate, shared_async_client
+from airflow_provider_orders.hooks._http import async_request_gate, shared_async_client, url_host
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -34,6 +34,9 @@ if TYPE_CHECKING:
     from gql.transport.httpx import HTTPXAsyncTransport
     from gql.transport.requests import RequestsHTTPTransport
     from graphql import ExecutionResult
+
+#: The service name of ezCater's request gates and shared clients (:mod:`._http`).
+SERVICE = "ezcater"
 
 _ORDER_FIELDS = """
     uuid
@@ -291,7 +294,7 @@ def _httpx_transport_class() -> type[HTTPXAsyncTransport]:
             self.verify_ssl = verify_ssl
 
         async def connect(self) -> None:
-            self.client = shared_async_client(self.verify_ssl)
+            self.client = shared_async_client(self.verify_ssl, SERVICE, url_host(self.url))
 
         async def close(self) -> None:
             self.client = None  # the loop's other triggers keep using it
@@ -337,7 +340,8 @@ async def aload() -> None:
     global _LOADED
     if _LOADED:
         return
-    async with async_request_gate():  # the waiters resume a few at a time, not a thousand at once
+    # the waiters resume a few at a time, not a thousand at once (a gate of its own: no API is involved)
+    async with async_request_gate(SERVICE, "gql import", wait=None):
         if _LOADED:
             return
         loop = asyncio.get_running_loop()
@@ -367,19 +371,21 @@ async def send_async(
     timeout: httpx.Timeout,
     verify_ssl: bool,
 ) -> Answer:
-    """POST one request through gql's httpx transport on the running loop's shared client, holding the
-    loop's request gate for the request only; the answer whatever it says.
+    """POST one request through gql's httpx transport on the running loop's shared client of the
+    endpoint's host, holding the loop's request gate of that host for the request only (waiting for it at
+    most the read timeout); the answer whatever it says.
 
     Call :func:`aload` first (once): it keeps gql's import off the event loop.
 
     :raises SendFailed: no answer came (``error`` is the httpx exception).
+    :raises RequestGateTimeout: no slot of the gate freed in time (retryable; nothing was sent).
     """
     from gql.transport.exceptions import TransportConnectionFailed
 
     transport: Any = _httpx_transport_class()(url, verify_ssl=verify_ssl)
     await transport.connect()
     try:
-        async with async_request_gate():
+        async with async_request_gate(SERVICE, url_host(url), wait=timeout.read):
             result = await transport.execute(request, extra_args={"headers": headers, "timeout": timeout})
         return _answer_of(result)
     except AnswerCarrier as exc:

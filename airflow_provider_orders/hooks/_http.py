@@ -1,5 +1,6 @@
 """HTTP plumbing both hooks share: URL path segments, what a client-side failure means (sent or not,
-configuration or transient), and the process-wide async clients a triggerer's event loop shares.
+configuration or transient), and the async clients and request gates a triggerer's event loop shares
+(one per API host).
 
 Heavy clients (requests, httpx) are imported inside the functions that need them.
 """
@@ -7,13 +8,16 @@ Heavy clients (requests, httpx) are imported inside the functions that need them
 from __future__ import annotations
 
 import asyncio
+import collections
+import functools
 import threading
 import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from airflow_provider_orders.exceptions import PermanentOrdersError
+from airflow_provider_orders.hooks._retry import RetryableError
 
 if TYPE_CHECKING:
     import httpx
@@ -121,26 +125,129 @@ def describe_client_error(exc: BaseException) -> str:
 
 
 # --------------------------------------------------------------------------------------------------
-# Process-wide async clients: one httpx.AsyncClient per (event loop, verify_ssl), one request gate per loop
+# Process-wide async clients and request gates, per event loop and per (service, host)
 # --------------------------------------------------------------------------------------------------
 
-#: HTTP requests (and connection lookups) one event loop runs at once; the others wait their turn in an
+#: HTTP requests one event loop runs at once against one (service, host); the others wait their turn in an
 #: ``asyncio.Semaphore`` (O(1) per waiter, woken in FIFO order). It is what bounds a triggerer's request
-#: rate (in flight / API latency): 20 at 200 ms is 100 requests/s, 1,000 triggers polling every 10 s.
+#: rate per API (in flight / API latency): 20 at 200 ms is 100 requests/s, 1,000 triggers polling every
+#: 10 s. Each (service, host) has its own gate, so a hung API never holds the slots of another one.
 ASYNC_MAX_IN_FLIGHT = 20
-#: Connections of each shared ``httpx.AsyncClient`` (its pool limit), above :data:`ASYNC_MAX_IN_FLIGHT` so
-#: that httpcore's own pool queue stays empty: httpcore 1.0.x re-scans every queued request against every
-#: connection on each pool event (O(queued x connections), encode/httpcore#1035), which stalled the event
-#: loop of a triggerer holding 1,000 deferred tasks for seconds.
+#: Connections of each shared ``httpx.AsyncClient`` (its pool limit). There is one client per gate (and
+#: TLS setting), and the limit is above :data:`ASYNC_MAX_IN_FLIGHT`, so that httpcore's own pool queue
+#: stays empty: httpcore 1.0.x re-scans every queued request against every connection on each pool event
+#: (O(queued x connections), encode/httpcore#1035), which stalled the event loop of a triggerer holding
+#: 1,000 deferred tasks for seconds.
 ASYNC_MAX_CONNECTIONS = ASYNC_MAX_IN_FLIGHT + 4
+
+#: The gate of Airflow connection lookups (they go to Airflow, not to either API).
+CONNECTION_LOOKUPS = ("airflow", "connection lookups")
+
+
+class RequestGateTimeout(RetryableError):
+    """No slot of a request gate freed within the wait: the requests ahead are slow or hung. Retryable
+    (nothing was sent); a spent retry budget becomes a ``TransientOrdersError`` as usual."""
+
+    def __init__(self, service: str, host: str, in_flight: int, waiting: int, wait: float) -> None:
+        super().__init__(
+            f"{_SERVICE_NAMES.get(service, service)} at {host} is slow to answer: {in_flight} request(s) "
+            f"already in flight from this event loop (the limit per host) and {waiting} waiting; no slot "
+            f"freed within {wait:g} s, so this request was not sent"
+        )
+        self.service = service
+        self.host = host
+        self.in_flight = in_flight
+
+
+_SERVICE_NAMES = {"datakitchen": "DataKitchen", "ezcater": "ezCater", "airflow": "Airflow"}
+
+
+class RequestGate:
+    """One event loop's gate for one (service, host): at most ``limit`` requests in flight, the others
+    wait in FIFO order. A released slot is handed straight to the first live waiter; a waiter that gives
+    up (timeout, cancellation) is skipped lazily, so entering, leaving and giving up are all O(1)."""
+
+    def __init__(self, service: str, host: str, limit: int = ASYNC_MAX_IN_FLIGHT) -> None:
+        self.service = service
+        self.host = host
+        self.limit = limit
+        self.in_flight = 0
+        self.waiting = 0
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def __call__(self, wait: float | None) -> _GateSlot:
+        return _GateSlot(self, wait)
+
+    async def acquire(self, wait: float | None) -> None:
+        """Take a slot, waiting at most ``wait`` seconds (None: as long as it takes).
+
+        :raises RequestGateTimeout: no slot within ``wait``.
+        """
+        if self.in_flight < self.limit and not self.waiting:
+            self.in_flight += 1  # free: no yield to the loop
+            return
+        loop = asyncio.get_running_loop()
+        slot: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(slot)
+        self.waiting += 1
+        timer = loop.call_later(wait, _give_up, slot) if wait is not None else None
+        try:
+            await slot  # release() hands its slot over (in_flight stays counted)
+        except asyncio.TimeoutError:
+            raise RequestGateTimeout(
+                self.service, self.host, self.in_flight, self.waiting - 1, wait or 0.0
+            ) from None
+        except asyncio.CancelledError:
+            if slot.done() and not slot.cancelled() and slot.exception() is None:
+                # the slot was handed over just as this task was cancelled: pass it on
+                self.release()
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if not slot.done():
+                slot.cancel()  # release() skips it
+            if slot.cancelled() or slot.exception() is not None:
+                self.waiting -= 1  # gave up; release() decrements for the waiters it serves
+
+    def release(self) -> None:
+        """Give the slot to the first waiter still waiting, or free it."""
+        while self._waiters:
+            slot = self._waiters.popleft()
+            if not slot.done():
+                self.waiting -= 1
+                slot.set_result(None)
+                return
+        self.in_flight -= 1
+
+
+def _give_up(slot: asyncio.Future[None]) -> None:
+    if not slot.done():
+        slot.set_exception(asyncio.TimeoutError())
+
+
+class _GateSlot:
+    """``async with`` one slot of a :class:`RequestGate`."""
+
+    __slots__ = ("_gate", "_wait")
+
+    def __init__(self, gate: RequestGate, wait: float | None) -> None:
+        self._gate = gate
+        self._wait = wait
+
+    async def __aenter__(self) -> None:
+        await self._gate.acquire(self._wait)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._gate.release()
 
 
 @dataclass
 class _LoopState:
     """What the hooks share within one event loop."""
 
-    gate: asyncio.Semaphore
-    clients: dict[bool, httpx.AsyncClient] = field(default_factory=dict)
+    gates: dict[tuple[str, str], RequestGate] = field(default_factory=dict)
+    clients: dict[tuple[bool, str, str], httpx.AsyncClient] = field(default_factory=dict)
 
 
 _LOOPS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = weakref.WeakKeyDictionary()
@@ -156,29 +263,52 @@ def _loop_state() -> _LoopState:
                 del _LOOPS[other]
             state = _LOOPS.get(loop)
             if state is None:
-                state = _LOOPS[loop] = _LoopState(asyncio.Semaphore(ASYNC_MAX_IN_FLIGHT))
+                state = _LOOPS[loop] = _LoopState()
     return state
 
 
-def async_request_gate() -> asyncio.Semaphore:
-    """The running loop's gate: hold it (``async with``) around every async HTTP request and connection
-    lookup, never across a retry's sleep, and never while acquiring it again (no nesting).
+@functools.lru_cache(maxsize=256)
+def url_host(url: str) -> str:
+    """The gate key of a base URL: its ``host[:port]``, lower-cased (``https://API.x.io/graphql`` →
+    ``api.x.io``)."""
+    return urlsplit(url).netloc.rpartition("@")[2].lower() or url
 
-    It bounds what one triggerer loop does at once to :data:`ASYNC_MAX_IN_FLIGHT`, however many triggers
-    wake at the same moment, so no single loop iteration does more than that many requests' worth of work.
+
+def request_gate(service: str, host: str) -> RequestGate:
+    """The running loop's :class:`RequestGate` for ``service`` (``"datakitchen"`` / ``"ezcater"``) at
+    ``host`` (:func:`url_host` of the connection's URL)."""
+    state = _loop_state()
+    gate = state.gates.get((service, host))
+    if gate is None:
+        gate = state.gates[(service, host)] = RequestGate(service, host)
+    return gate
+
+
+def async_request_gate(service: str, host: str, *, wait: float | None) -> _GateSlot:
+    """One slot of the running loop's gate for (``service``, ``host``): hold it (``async with``) around
+    every async HTTP request, never across a retry's sleep, and never while acquiring it again.
+
+    It bounds what one triggerer loop sends to one API host at once to :data:`ASYNC_MAX_IN_FLIGHT`, however
+    many triggers wake at the same moment; another API (or host) has its own gate, so a hung one stalls
+    only its own callers. Waiting longer than ``wait`` seconds (the request timeout) raises
+    :class:`RequestGateTimeout`, which the hooks' retry policy retries; ``None`` waits as long as it takes
+    (connection lookups and one-off imports, which never hang on an API).
     """
-    return _loop_state().gate
+    return request_gate(service, host)(wait)
 
 
-def shared_async_client(verify_ssl: bool) -> httpx.AsyncClient:
-    """The running loop's shared ``httpx.AsyncClient`` for this TLS setting.
+def shared_async_client(verify_ssl: bool, service: str, host: str) -> httpx.AsyncClient:
+    """The running loop's shared ``httpx.AsyncClient`` for this TLS setting and gate (service, host).
 
     A triggerer runs hundreds of triggers in one loop; a client per trigger would hold hundreds of
-    connection pools and TLS contexts. Timeouts are passed per request, so one client serves every
-    connection of the loop. Send through it while holding :func:`async_request_gate`.
+    connection pools and TLS contexts. One client per gate keeps its pool (:data:`ASYNC_MAX_CONNECTIONS`)
+    above what its gate lets through, so no host can exhaust the pool another host's requests need.
+    Timeouts are passed per request, so one client serves every connection to that host. Send through it
+    while holding :func:`async_request_gate` of the same (service, host).
     """
     state = _loop_state()
-    client = state.clients.get(verify_ssl)
+    key = (verify_ssl, service, host)
+    client = state.clients.get(key)
     if client is None or client.is_closed:
         import httpx
 
@@ -189,7 +319,7 @@ def shared_async_client(verify_ssl: bool) -> httpx.AsyncClient:
             ),
             follow_redirects=False,
         )
-        state.clients[verify_ssl] = client
+        state.clients[key] = client
     return client
 
 
@@ -203,17 +333,20 @@ async def aclose_shared_async_clients() -> None:
 
 
 def async_timeout(seconds: float) -> httpx.Timeout:
-    """Per-request httpx timeout: ``seconds`` for connect/read/write; waiting for a pooled slot (or for the
-    loop's request gate) is unbounded: other triggers hold them, and their own requests are bounded."""
+    """Per-request httpx timeout: ``seconds`` for connect/read/write and for a pooled connection (which the
+    gate makes immediate: its client's pool is larger than the gate)."""
     import httpx
 
-    return httpx.Timeout(seconds, pool=None)
+    return httpx.Timeout(seconds)
 
 
 __all__ = [
     "ASYNC_MAX_CONNECTIONS",
     "ASYNC_MAX_IN_FLIGHT",
+    "CONNECTION_LOOKUPS",
     "NOT_ACTED_STATUSES",
+    "RequestGate",
+    "RequestGateTimeout",
     "aclose_shared_async_clients",
     "async_request_gate",
     "async_timeout",
@@ -222,6 +355,8 @@ __all__ = [
     "is_transient_status",
     "never_sent",
     "quote_segment",
+    "request_gate",
     "shared_async_client",
     "tls_failure",
+    "url_host",
 ]

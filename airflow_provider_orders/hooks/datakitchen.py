@@ -21,8 +21,10 @@ look for the order that may exist. (What each answer means:
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -34,6 +36,7 @@ from airflow_provider_orders.exceptions import (
     OrdersProviderError,
     PermanentOrdersError,
     RequestRejectedError,
+    TransientOrdersError,
 )
 from airflow_provider_orders.hooks._connection import (
     ConfiguredHook,
@@ -44,14 +47,18 @@ from airflow_provider_orders.hooks._connection import (
 )
 from airflow_provider_orders.hooks._datakitchen_errors import created_order, interpret_answer
 from airflow_provider_orders.hooks._datakitchen_session import (
+    SERVICE,
     TOKENS,
     TokenKey,
     asend,
+    asend_nowait,
     jwt_expiry,
     send,
+    send_nowait,
     token_key,
 )
-from airflow_provider_orders.hooks._http import quote_segment, shared_async_client
+from airflow_provider_orders.hooks._http import quote_segment, shared_async_client, url_host
+from airflow_provider_orders.hooks._retry import RetryableError
 from airflow_provider_orders.models.datakitchen import recipe_target
 
 if TYPE_CHECKING:
@@ -62,6 +69,10 @@ DEFAULT_HOST = "https://cloud.datakitchen.io"
 #: The servings endpoint returns 10 runs unless told otherwise; runs come newest first.
 DEFAULT_SERVINGS_COUNT = 100
 LINK_STYLES = ("hash", "dk")
+#: Attempts of a stop on kill (:meth:`DataKitchenHook.stop_on_kill`): a couple, within its time budget.
+KILL_ATTEMPTS = 2
+#: Longest pause between two attempts of a stop on kill (seconds; ``retry_delay`` when shorter).
+KILL_PAUSE_MAX = 0.5
 
 
 @dataclass(frozen=True)
@@ -209,6 +220,38 @@ def _run_call(kitchen: str, order_run_id: str) -> _Call:
     )
 
 
+def _stop_run_call(kitchen: str, order_run_id: str) -> _Call:
+    return _Call(
+        "PUT",
+        _path("serving", "stop", order_run_id),
+        action=f"stop order run '{order_run_id}' in kitchen '{kitchen}'",
+        json={"serving_hid": order_run_id, "kitchen_name": kitchen},
+        kitchen=kitchen,
+    )
+
+
+def _stop_order_call(kitchen: str, order_id: str) -> _Call:
+    return _Call(
+        "PUT",
+        _path("order", "stop", order_id),
+        action=f"stop order '{order_id}' in kitchen '{kitchen}'",
+        json={"serving_book_hid": order_id, "kitchen_name": kitchen},
+        kitchen=kitchen,
+    )
+
+
+def _run_or_order_stop(kitchen: str, order_id: str | None, order_run_id: str | None) -> tuple[_Call, str]:
+    """The stop call of :meth:`DataKitchenHook.stop_run_or_order` and what it stops, in words."""
+    if order_run_id:
+        return _stop_run_call(kitchen, order_run_id), f"order run '{order_run_id}' was stopped"
+    if order_id:
+        return _stop_order_call(kitchen, order_id), f"no run had started, so order '{order_id}' was stopped"
+    raise RequestRejectedError(
+        f"Nothing to stop in DataKitchen kitchen '{kitchen}': neither an order id nor an order run id "
+        "is known."
+    )
+
+
 def _runs(body: Any) -> list[dict[str, Any]]:
     servings = body.get("servings") if isinstance(body, dict) else None
     return [s for s in servings if isinstance(s, dict)] if isinstance(servings, list) else []
@@ -302,27 +345,13 @@ class DataKitchenHook(ConfiguredHook[_Config]):
 
     def stop_order_run(self, kitchen: str, order_run_id: str) -> dict[str, Any]:
         """Stop an order run (``PUT /v2/serving/stop/{order_run_id}``)."""
-        call = _Call(
-            "PUT",
-            _path("serving", "stop", order_run_id),
-            action=f"stop order run '{order_run_id}' in kitchen '{kitchen}'",
-            json={"serving_hid": order_run_id, "kitchen_name": kitchen},
-            kitchen=kitchen,
-        )
-        body = self._request(call)
+        body = self._request(_stop_run_call(kitchen, order_run_id))
         self.log.info("Asked DataKitchen to stop order run %s in kitchen %r", order_run_id, kitchen)
         return body if isinstance(body, dict) else {}
 
     def stop_order(self, kitchen: str, order_id: str) -> dict[str, Any]:
         """Stop an order and its schedule (``PUT /v2/order/stop/{order_id}``)."""
-        call = _Call(
-            "PUT",
-            _path("order", "stop", order_id),
-            action=f"stop order '{order_id}' in kitchen '{kitchen}'",
-            json={"serving_book_hid": order_id, "kitchen_name": kitchen},
-            kitchen=kitchen,
-        )
-        body = self._request(call)
+        body = self._request(_stop_order_call(kitchen, order_id))
         self.log.info("Asked DataKitchen to stop order %s in kitchen %r", order_id, kitchen)
         return body if isinstance(body, dict) else {}
 
@@ -330,19 +359,109 @@ class DataKitchenHook(ConfiguredHook[_Config]):
         """Stop the run when its id is known, else the order (no run started yet); return what was
         stopped in words, e.g. "order run 'x' was stopped" / "no run had started, so order 'y' was stopped".
 
+        Uses the connection's full retry budget: for ``on_kill``, use :meth:`stop_on_kill`.
+
         :raises OrdersProviderError: like :meth:`stop_order_run` / :meth:`stop_order`; a
             :class:`RequestRejectedError` when neither id is known (there is nothing to stop).
         """
+        _, stopped = _run_or_order_stop(kitchen, order_id, order_run_id)
         if order_run_id:
             self.stop_order_run(kitchen, order_run_id)
-            return f"order run '{order_run_id}' was stopped"
-        if order_id:
+        elif order_id:
             self.stop_order(kitchen, order_id)
-            return f"no run had started, so order '{order_id}' was stopped"
-        raise RequestRejectedError(
-            f"Nothing to stop in DataKitchen kitchen '{kitchen}': neither an order id nor an order run id "
-            "is known."
+        return stopped
+
+    def stop_on_kill(
+        self, kitchen: str, order_id: str | None, order_run_id: str | None, *, budget: float = 20.0
+    ) -> str:
+        """:meth:`stop_run_or_order` for ``on_kill``, which Airflow runs in the SIGTERM handler of the very
+        thread it interrupted: same result text, but it never waits on a lock that code may hold (the
+        cached token if fresh, else a login under the login lock only if that is free right now; its own
+        HTTP session) and ends within ``budget`` seconds: at most :data:`KILL_ATTEMPTS` attempts, each
+        request's timeouts cut to the time left, a short pause between attempts (no backoff).
+
+        :raises OrdersProviderError: a permanent error at once; ``TransientOrdersError`` when the attempts
+            or the budget ran out; ``RequestRejectedError`` when neither id is known.
+        """
+        call, stopped = _run_or_order_stop(kitchen, order_id, order_run_id)
+        deadline = time.monotonic() + budget
+        config = self._get_config()
+        import requests
+
+        session = requests.Session()  # not the interrupted code's: its pool may be mid-operation
+        session.verify = config.settings.verify_ssl
+        session.headers["Accept"] = "application/json"
+        session.headers["User-Agent"] = f"airflow-provider-orders/{__version__}"
+
+        def attempt(attempt_deadline: float) -> None:
+            response = send_nowait(config, call, session, self.log, deadline=attempt_deadline)
+            interpret_answer(config, call, response.status_code, response.headers, response.text)
+
+        try:
+            for number in range(1, KILL_ATTEMPTS + 1):
+                try:
+                    attempt(_attempt_deadline(deadline, number))
+                    break
+                except RetryableError as error:
+                    pause = self._kill_pause(config, call, error, number, deadline, budget)
+                    time.sleep(pause)
+        finally:
+            session.close()
+        self.log.info("Asked DataKitchen to %s", call.action)
+        return stopped
+
+    async def astop_on_kill(
+        self, kitchen: str, order_id: str | None, order_run_id: str | None, *, budget: float = 20.0
+    ) -> str:
+        """Async :meth:`stop_on_kill` for a trigger's ``on_kill``: the loop's shared client and the host's
+        request gate, the loop's login lock only when free, the same attempts, all within ``budget``
+        seconds (also enforced as a whole with ``asyncio.wait_for``).
+
+        :raises OrdersProviderError: as :meth:`stop_on_kill`.
+        """
+        call, stopped = _run_or_order_stop(kitchen, order_id, order_run_id)
+        deadline = time.monotonic() + budget
+
+        async def stop() -> None:
+            config = await self._aget_config()
+            client = shared_async_client(config.settings.verify_ssl, SERVICE, url_host(config.base_url))
+            for number in range(1, KILL_ATTEMPTS + 1):
+                try:
+                    response = await asend_nowait(
+                        config, call, client, self.log, deadline=_attempt_deadline(deadline, number)
+                    )
+                    interpret_answer(config, call, response.status_code, response.headers, response.text)
+                    return
+                except RetryableError as error:
+                    await asyncio.sleep(self._kill_pause(config, call, error, number, deadline, budget))
+
+        try:
+            await asyncio.wait_for(stop(), budget)
+        except asyncio.TimeoutError:
+            raise TransientOrdersError(
+                f"DataKitchen request to {call.action} (on kill) did not finish within its {budget:g} s "
+                "budget"
+            ) from None
+        self.log.info("Asked DataKitchen to %s", call.action)
+        return stopped
+
+    def _kill_pause(
+        self, config: _Config, call: _Call, error: RetryableError, number: int, deadline: float, budget: float
+    ) -> float:
+        """After failed attempt ``number`` of a stop on kill: the pause before the next one, or the
+        ``TransientOrdersError`` to raise when no attempt (or too little time) is left."""
+        left = deadline - time.monotonic()
+        if number >= KILL_ATTEMPTS or left < 2 * KILL_PAUSE_MAX:
+            raise TransientOrdersError(
+                f"DataKitchen request to {call.action} (on kill) failed after {number} attempt(s) within its "
+                f"{budget:g} s budget: {error.reason}",
+                http_status=error.http_status,
+                api_message=error.api_message,
+            ) from error
+        self.log.warning(
+            "DataKitchen request to %s (on kill): %s; trying once more", call.action, error.reason
         )
+        return min(config.settings.retry_delay, KILL_PAUSE_MAX)
 
     def get_user_info(self) -> dict[str, Any]:
         """``GET /v2/userinfo``: who the connection's user is (``customer_git_name``, ...)."""
@@ -411,7 +530,7 @@ class DataKitchenHook(ConfiguredHook[_Config]):
     async def _arequest(self, call: _Call) -> Any:
         """Async :meth:`_request`: the loop's shared client and request gate, non-blocking retries."""
         config = await self._aget_config()
-        client = shared_async_client(config.settings.verify_ssl)
+        client = shared_async_client(config.settings.verify_ssl, SERVICE, url_host(config.base_url))
 
         async def attempt() -> Any:
             response = await asend(config, call, client, self.log)
@@ -422,4 +541,11 @@ class DataKitchenHook(ConfiguredHook[_Config]):
         )
 
 
-__all__ = ["DEFAULT_HOST", "DataKitchenHook", "jwt_expiry"]
+def _attempt_deadline(deadline: float, number: int) -> float:
+    """When attempt ``number`` of a stop on kill must end: an equal share of the time left, so that a
+    hung first attempt leaves time for the next."""
+    now = time.monotonic()
+    return now + (deadline - now) / (KILL_ATTEMPTS - number + 1)
+
+
+__all__ = ["DEFAULT_HOST", "KILL_ATTEMPTS", "DataKitchenHook", "jwt_expiry"]

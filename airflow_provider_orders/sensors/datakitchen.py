@@ -177,6 +177,7 @@ class RecipeOrderRunSensor(DeferrableOrderSensor):
             order_run_id=self._watching,
             poll_interval=self.poke_interval,
             end_time=end_time,
+            stop_on_kill=False,  # the sensor only watches: the run is its owner's to stop
         )
 
     def _run_of(self, context: Context, event: WaitEvent) -> OrderRun:

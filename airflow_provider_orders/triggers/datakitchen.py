@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_orders.exceptions import OrderRunFailedError
+from airflow_provider_orders.exceptions import OrderRunFailedError, OrdersProviderError
 from airflow_provider_orders.models.datakitchen import describe_order
 from airflow_provider_orders.triggers._polling import PollingTrigger
 from airflow_provider_orders.triggers.events import WaitEvent, WaitOutcome
@@ -33,7 +33,14 @@ class OrderRunTrigger(PollingTrigger):
     :param end_time: epoch seconds after which a ``timeout`` event is sent (None: no limit).
     :param recipe: for messages only.
     :param variation: for messages only.
+    :param stop_on_kill: stop the run (or the order) when the deferred task is killed: True for
+        ``SubmitRecipeOrderOperator``, which owns the run; False for ``RecipeOrderRunSensor``, which only
+        watches a run someone else owns. A payload serialized before this flag existed means True (what
+        every trigger did then).
     """
+
+    #: Seconds :meth:`on_kill` gives the hook's stop (the triggerer gives ``on_kill`` 30 s by default).
+    ON_KILL_STOP_BUDGET = 15.0
 
     def __init__(
         self,
@@ -46,6 +53,7 @@ class OrderRunTrigger(PollingTrigger):
         end_time: float | None = None,
         recipe: str | None = None,
         variation: str | None = None,
+        stop_on_kill: bool = True,
     ) -> None:
         super().__init__(poll_interval=poll_interval, end_time=end_time)
         if not order_id and not order_run_id:
@@ -56,6 +64,7 @@ class OrderRunTrigger(PollingTrigger):
         self.order_run_id = order_run_id
         self.recipe = recipe
         self.variation = variation
+        self.stop_on_kill = bool(stop_on_kill)
         self._hook: DataKitchenHook | None = None
         self._watching: str | None = order_run_id
         self._last: OrderRun | None = None
@@ -73,6 +82,7 @@ class OrderRunTrigger(PollingTrigger):
                 "end_time": self.end_time,
                 "recipe": self.recipe,
                 "variation": self.variation,
+                "stop_on_kill": self.stop_on_kill,
             },
         )
 
@@ -144,14 +154,29 @@ class OrderRunTrigger(PollingTrigger):
         return None
 
     async def on_kill(self) -> None:
-        """The user killed the deferred task (mark failed / clear): stop the run (or the order)."""
+        """The user killed the deferred task (mark failed / clear): stop the run (or the order), unless
+        this trigger only watches (``stop_on_kill=False``). The stop goes through the hook's async path on
+        the triggerer's loop and ends within :attr:`ON_KILL_STOP_BUDGET` seconds, well within the
+        triggerer's ``on_kill_timeout``; a failure is logged, not raised."""
+        if not self.stop_on_kill:
+            self.log.info(
+                "Task killed while deferred: %s is only watched here, so it is not stopped", self.describe()
+            )
+            return
         if self._finished or not (self._watching or self.order_id):
             return
         self.log.info("Task killed while deferred: stopping %s", self.describe())
-        # Stopping is rare, so the hook has only a sync stop: run it off the event loop.
-        stopped = await asyncio.to_thread(
-            self.hook.stop_run_or_order, self.kitchen, self.order_id, self._watching
-        )
+        budget = self.ON_KILL_STOP_BUDGET
+        try:
+            stopped = await asyncio.wait_for(
+                self.hook.astop_on_kill(self.kitchen, self.order_id, self._watching, budget=budget),
+                budget + 2.0,
+            )
+        except (OrdersProviderError, asyncio.TimeoutError) as exc:
+            self.log.warning(
+                "Could not stop %s: %s", self.describe(), exc or f"no answer within {budget:g} s"
+            )
+            return
         self.log.info("%s: %s", self.describe(), stopped)
 
 

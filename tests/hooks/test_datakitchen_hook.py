@@ -22,7 +22,7 @@ from airflow_provider_orders.exceptions import (
     TransientOrdersError,
 )
 from airflow_provider_orders.hooks._datakitchen_session import TOKENS, jwt_expiry
-from airflow_provider_orders.hooks._http import shared_async_client
+from airflow_provider_orders.hooks._http import _loop_state
 from airflow_provider_orders.hooks.datakitchen import DataKitchenHook
 
 if TYPE_CHECKING:
@@ -712,7 +712,7 @@ def test_many_concurrent_async_hooks_share_one_login_and_one_client(
     async def many() -> tuple[int, int]:
         hooks = [DataKitchenHook() for _ in range(200)]
         results = await asyncio.gather(*(h.aget_order_runs(KITCHEN, order_id) for h in hooks))
-        client_ids = {id(shared_async_client(True)), id(shared_async_client(True))}
+        client_ids = {id(c) for c in _loop_state().clients.values()}
         return len([r for r in results if isinstance(r, list)]), len(client_ids)
 
     answered, clients = run_async(many)

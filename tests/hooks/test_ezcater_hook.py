@@ -518,19 +518,16 @@ def test_the_async_path_goes_through_gql_like_the_sync_path(
 ) -> None:
     from gql.transport.httpx import HTTPXAsyncTransport
 
-    from airflow_provider_orders.hooks._http import (
-        ASYNC_MAX_IN_FLIGHT,
-        async_request_gate,
-        shared_async_client,
-    )
+    from airflow_provider_orders.hooks._http import request_gate, shared_async_client, url_host
 
     ez = ezcater_sandbox
+    host = url_host(ez.url)
     uuid, denied = ez.add_order(), ez.add_order(authorized=False)
     sent_on: list[tuple[Any, int]] = []
     original = HTTPXAsyncTransport.execute
 
     async def spy(self: Any, request: Any, **kwargs: Any) -> Any:
-        sent_on.append((self.client, async_request_gate()._value))
+        sent_on.append((self.client, request_gate("ezcater", host).in_flight))
         return await original(self, request, **kwargs)
 
     monkeypatch.setattr(HTTPXAsyncTransport, "execute", spy)
@@ -543,10 +540,10 @@ def test_the_async_path_goes_through_gql_like_the_sync_path(
         order = await EzCaterHook().aget_order(uuid)
         with pytest.raises(NotAuthorizedError) as info:
             await EzCaterHook().aget_order(denied)  # another hook, as another trigger would have
-        shared = shared_async_client(True)
-        return order, info.value, shared, shared.is_closed, async_request_gate()._value
+        shared = shared_async_client(True, "ezcater", host)
+        return order, info.value, shared, shared.is_closed, request_gate("ezcater", host).in_flight
 
-    async_order, async_error, shared, closed, gate_free = run_async(scenario)
+    async_order, async_error, shared, closed, in_flight_after = run_async(scenario)
 
     assert async_order == sync_order
     # one operation description: the same document, name and variables on both paths
@@ -558,11 +555,11 @@ def test_the_async_path_goes_through_gql_like_the_sync_path(
     assert str(async_error) == str(sync_error.value)
     for attr in ("api_message", "http_status", "code", "api_detail"):
         assert getattr(async_error, attr) == getattr(sync_error.value, attr)
-    # gql's httpx transport, on the loop's one shared client (left open), inside the request gate
+    # gql's httpx transport, on the loop's one shared client of that host (left open), inside its gate
     assert [client for client, _ in sent_on] == [shared, shared]
     assert not closed
-    assert [free for _, free in sent_on] == [ASYNC_MAX_IN_FLIGHT - 1] * 2
-    assert gate_free == ASYNC_MAX_IN_FLIGHT
+    assert [in_flight for _, in_flight in sent_on] == [1, 1]
+    assert in_flight_after == 0
 
 
 def test_aget_order_retries_a_5xx_that_carries_a_graphql_body(ezcater_sandbox: EzCaterSandbox) -> None:

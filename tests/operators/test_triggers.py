@@ -83,16 +83,13 @@ def test_order_run_trigger_one_event_per_outcome(datakitchen_sandbox: DataKitche
     assert dk.count(route="create_order") == 3  # the trigger never submits
 
 
-def test_order_run_trigger_on_kill_stops_the_run(datakitchen_sandbox: DataKitchenSandbox) -> None:
-    from airflow_provider_orders.triggers.datakitchen import OrderRunTrigger
+def _run_then_kill(dk: DataKitchenSandbox, trigger: BaseTrigger) -> float:
+    """Run the trigger until it polls the run by id, cancel it as the triggerer does on a user kill, then
+    call on_kill (under the triggerer's own 30 s bound); the seconds on_kill took."""
 
-    dk = datakitchen_sandbox
-    order_id = _new_order(dk, "slow")
-    trigger = OrderRunTrigger(
-        datakitchen_conn_id="datakitchen_default", kitchen=K, order_id=order_id, poll_interval=0.1
-    )
+    async def run_then_kill() -> float:
+        from airflow_provider_orders.hooks._http import aclose_shared_async_clients
 
-    async def run_then_kill() -> None:
         task = asyncio.ensure_future(anext(trigger.run(), None))
         deadline = time.monotonic() + 10
         while dk.count(route="details") < 1:  # the trigger found the run and polls it by id
@@ -101,14 +98,107 @@ def test_order_run_trigger_on_kill_stops_the_run(datakitchen_sandbox: DataKitche
         task.cancel()  # what the triggerer does when the user marks the deferred task failed
         with pytest.raises(asyncio.CancelledError):
             await task
-        await trigger.on_kill()
+        started = time.monotonic()
+        await asyncio.wait_for(trigger.on_kill(), 30)
+        seconds = time.monotonic() - started
+        await aclose_shared_async_clients()
+        return seconds
 
-    asyncio.run(run_then_kill())
+    return asyncio.run(run_then_kill())
+
+
+def _no_sync_stop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every sync stop of the hook fail the test: on_kill must stop through the async path."""
+    from airflow_provider_orders.hooks.datakitchen import DataKitchenHook
+
+    def sync_stop(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the trigger stopped through the sync hook (a thread with the full budget)")
+
+    for name in ("stop_run_or_order", "stop_on_kill", "stop_order_run", "stop_order"):
+        monkeypatch.setattr(DataKitchenHook, name, sync_stop)
+
+
+def test_order_run_trigger_on_kill_stops_the_run(
+    datakitchen_sandbox: DataKitchenSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_orders.triggers.datakitchen import OrderRunTrigger
+
+    dk = datakitchen_sandbox
+    order_id = _new_order(dk, "slow")
+    trigger = OrderRunTrigger(
+        datakitchen_conn_id="datakitchen_default", kitchen=K, order_id=order_id, poll_interval=0.1
+    )
+    _no_sync_stop(monkeypatch)
+
+    _run_then_kill(dk, trigger)
 
     (run,) = dk.orders[order_id].runs
     assert run.status() == "STOPPED_SERVING"
     (stop,) = [r for r in dk.requests if r.route == "stop_run"]
     assert json.loads(stop.body)["serving_hid"] == run.hid
+
+
+def test_order_run_trigger_on_kill_ends_within_its_budget_when_datakitchen_hangs(
+    datakitchen_sandbox: DataKitchenSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_orders.triggers.datakitchen import OrderRunTrigger
+
+    dk = datakitchen_sandbox
+    order_id = _new_order(dk, "slow")
+    trigger = OrderRunTrigger(
+        datakitchen_conn_id="datakitchen_default", kitchen=K, order_id=order_id, poll_interval=0.1
+    )
+    monkeypatch.setattr(OrderRunTrigger, "ON_KILL_STOP_BUDGET", 2.0)
+    dk.inject_fault("stop_run", times=10, delay=120)  # the connection's timeout: 60 s, 5 retries
+
+    seconds = _run_then_kill(dk, trigger)  # logs the failure, raises nothing
+
+    assert seconds < 10.0
+    assert OrderRunTrigger.ON_KILL_STOP_BUDGET + 2 < 30  # the default one fits the triggerer's 30 s too
+    assert dk.orders[order_id].runs[0].status() != "STOPPED_SERVING"
+
+
+def test_a_watching_trigger_stops_nothing_on_kill(datakitchen_sandbox: DataKitchenSandbox) -> None:
+    from airflow_provider_orders.triggers.datakitchen import OrderRunTrigger
+
+    dk = datakitchen_sandbox
+    order_id = _new_order(dk, "slow")
+    trigger = _roundtrip(
+        OrderRunTrigger(
+            datakitchen_conn_id="datakitchen_default",
+            kitchen=K,
+            order_id=order_id,
+            poll_interval=0.1,
+            stop_on_kill=False,
+        )
+    )
+    assert trigger.serialize()[1]["stop_on_kill"] is False
+
+    _run_then_kill(dk, trigger)
+
+    assert dk.orders[order_id].runs[0].status() != "STOPPED_SERVING"
+    assert dk.count(route="stop_run") == dk.count(route="stop_order") == 0
+
+
+def test_stop_on_kill_is_serialized_and_an_older_payload_means_true() -> None:
+    from airflow_provider_orders.triggers.datakitchen import OrderRunTrigger
+
+    trigger = OrderRunTrigger(datakitchen_conn_id="dk", kitchen=K, order_id="o")
+    _, kwargs = _roundtrip(trigger).serialize()
+    assert kwargs["stop_on_kill"] is True
+    older = {k: v for k, v in kwargs.items() if k != "stop_on_kill"}  # serialized before the flag
+    assert OrderRunTrigger(**older).stop_on_kill is True
+
+
+def test_the_run_sensor_defers_with_a_trigger_that_does_not_stop_the_run() -> None:
+    from airflow_provider_orders.sensors.datakitchen import RecipeOrderRunSensor
+
+    sensor = RecipeOrderRunSensor(task_id="watch", kitchen=K, order_id="o")
+    sensor._resolved_order_id = "o"
+    trigger = sensor.make_trigger(time.time() + 60)
+
+    assert trigger.stop_on_kill is False
+    assert trigger.serialize()[1]["stop_on_kill"] is False
 
 
 def test_order_lifecycle_trigger_one_event_per_outcome(ezcater_sandbox: EzCaterSandbox) -> None:
