@@ -7,9 +7,11 @@ Runs a DataKitchen recipe, then accepts the ezCater catering orders it prepares 
    `overrides`) and waits for its order run to finish — deferred to the triggerer, so no worker slot is
    held while the recipe runs. A failed or stopped run fails the task at once, with DataKitchen's message.
    The task's *DataKitchen order run* button opens the run in the DataKitchen web app.
-2. **wait_until_submitted** (one mapped task per ezCater order id, deferred) waits for each catering order
-   to reach `submitted` (or `accepted`); a rejected or cancelled order fails it.
-3. **accept_catering_order** (mapped the same way) accepts each order.
+2. **catering_order** is a mapped task group: one copy per ezCater order id, each with its own two tasks.
+   **catering_order.wait_until_submitted** (deferred) waits for that order to reach `submitted` (or
+   `accepted`); a rejected or cancelled order fails it. **catering_order.accept** then accepts that
+   order. Each accept waits for its own order only: a cancelled order does not hold up, or fail, the
+   accept of another.
 
 Trigger it from the UI form or with
 `airflow dags trigger example_order_pipeline --conf '{"variation": "success", "ezcater_order_ids": ["..."]}'`.
@@ -22,7 +24,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import DAG, Param, task
+from airflow.sdk import DAG, Param, task, task_group
 
 from airflow_provider_orders.operators.datakitchen import SubmitRecipeOrderOperator
 from airflow_provider_orders.operators.ezcater import AcceptOrderOperator
@@ -109,22 +111,27 @@ with DAG(
         """The catering order ids from the trigger form (mapping needs a list from an upstream task)."""
         return [str(order_id).strip() for order_id in (params or {}).get("ezcater_order_ids") or []]
 
-    order_ids = ezcater_order_ids()
+    # One wait → accept pair per catering order: a mapped task group, expanded over the order ids. Two
+    # separately mapped tasks chained with >> would make every accept wait for every sensor (and one
+    # cancelled order would leave all accepts upstream_failed); inside the group, catering_order.accept[i]
+    # depends on catering_order.wait_until_submitted[i] only.
+    @task_group
+    def catering_order(order_id: str) -> None:
+        wait_until_submitted = OrderLifecycleSensor(
+            task_id="wait_until_submitted",
+            order_id=order_id,
+            # "accepted" ends the wait too: an order accepted elsewhere will never be "submitted" again,
+            # and the accept task then says so at once instead of this sensor waiting for its timeout.
+            target_states=("submitted", "accepted"),
+            failure_states=("rejected", "cancelled"),
+            deferrable=True,
+            poke_interval=5.0,
+            timeout=60 * 60,
+        )
+        accept = AcceptOrderOperator(task_id="accept", order_id=order_id)
+        wait_until_submitted >> accept
 
-    wait_until_submitted = OrderLifecycleSensor.partial(
-        task_id="wait_until_submitted",
-        # "accepted" ends the wait too: an order accepted elsewhere will never be "submitted" again, and
-        # the accept task then says so at once instead of this sensor waiting for its timeout.
-        target_states=("submitted", "accepted"),
-        failure_states=("rejected", "cancelled"),
-        deferrable=True,
-        poke_interval=5.0,
-        timeout=60 * 60,
-    ).expand(order_id=order_ids)
-
-    accept = AcceptOrderOperator.partial(task_id="accept_catering_order").expand(order_id=order_ids)
-
-    submit >> wait_until_submitted >> accept
+    submit >> catering_order.expand(order_id=ezcater_order_ids())
 
 
 if __name__ == "__main__":

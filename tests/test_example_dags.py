@@ -21,6 +21,9 @@ EXAMPLE_DAGS = Path(__file__).resolve().parents[1] / "example_dags"
 #: The `make demo` / `make airflow` driver: a script of the checkout, not a module of the package.
 DEMO_SCRIPT = Path(__file__).resolve().parents[1] / "dev" / "demo.py"
 EXAMPLE_DAG_IDS = {"example_order_pipeline", "example_accept_orders_from_conf", "example_reject_order"}
+#: example_order_pipeline's per-order tasks: a mapped task group, one wait → accept pair per catering order.
+WAIT = "catering_order.wait_until_submitted"
+ACCEPT = "catering_order.accept"
 
 # Run in a fresh interpreter: any network call fails, the connection lookups are counted, and the
 # modules the example folder imports are reported (beyond what Airflow itself already loaded).
@@ -106,6 +109,38 @@ def test_example_dags_import_without_errors() -> None:
     assert form["ezcater_order_ids"] == list(demo.DEMO_EZCATER_ORDER_IDS)
 
 
+def test_example_dags_map_per_order_work_as_a_group_not_all_to_all() -> None:
+    """No example chains two mapped tasks directly: Airflow would make every instance of the downstream
+    task wait for every instance of the upstream one. Per-order steps live in a mapped task group."""
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk.definitions.mappedoperator import MappedOperator
+    from airflow.sdk.definitions.taskgroup import MappedTaskGroup
+
+    def is_mapped(task: Any) -> bool:
+        return isinstance(task, MappedOperator) or isinstance(task.task_group, MappedTaskGroup)
+
+    bag = DagBag(dag_folder=str(EXAMPLE_DAGS))
+    for dag in bag.dags.values():
+        for task in dag.tasks:
+            if not is_mapped(task):
+                continue  # a plain task after mapped ones (a fan-in) is meant to wait for all of them
+            all_to_all = [
+                up.task_id
+                for up in task.upstream_list
+                if is_mapped(up)
+                and not (isinstance(task.task_group, MappedTaskGroup) and up.task_group is task.task_group)
+            ]
+            assert all_to_all == [], (
+                f"{dag.dag_id}: mapped {task.task_id} depends on mapped {all_to_all} outside a shared mapped "
+                "task group, so each of its instances waits for all of theirs"
+            )
+    pipeline = bag.dags["example_order_pipeline"]
+    wait, accept = pipeline.task_dict[WAIT], pipeline.task_dict[ACCEPT]
+    assert isinstance(accept.task_group, MappedTaskGroup)
+    assert accept.task_group is wait.task_group
+    assert WAIT in accept.upstream_task_ids
+
+
 def test_parsing_example_folder_is_offline_and_cheap() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
     result = subprocess.run(
@@ -167,10 +202,10 @@ def test_order_pipeline_submits_one_order_and_accepts_the_catering_orders(
     assert states == {
         ("submit_recipe_order", -1): TaskInstanceState.SUCCESS,
         ("ezcater_order_ids", -1): TaskInstanceState.SUCCESS,
-        ("wait_until_submitted", 0): TaskInstanceState.SUCCESS,
-        ("wait_until_submitted", 1): TaskInstanceState.SUCCESS,
-        ("accept_catering_order", 0): TaskInstanceState.SUCCESS,
-        ("accept_catering_order", 1): TaskInstanceState.SUCCESS,
+        (WAIT, 0): TaskInstanceState.SUCCESS,
+        (WAIT, 1): TaskInstanceState.SUCCESS,
+        (ACCEPT, 0): TaskInstanceState.SUCCESS,
+        (ACCEPT, 1): TaskInstanceState.SUCCESS,
     }
     # Exactly one DataKitchen order, for the form's recipe, with the overrides' JSON types intact.
     assert datakitchen_sandbox.count(route="create_order") == 1
@@ -199,15 +234,43 @@ def test_order_pipeline_fails_fast_on_a_catering_order_accepted_elsewhere(
 
     run = dag.test(run_conf={"ezcater_order_ids": [taken, fresh]})
 
-    accepts = {
-        ti.map_index: ti.state for ti in run.get_task_instances() if ti.task_id == "accept_catering_order"
-    }
+    accepts = {ti.map_index: ti.state for ti in run.get_task_instances() if ti.task_id == ACCEPT}
     assert run.state == DagRunState.FAILED
     assert accepts == {0: TaskInstanceState.FAILED, 1: TaskInstanceState.SUCCESS}
     assert ezcater_sandbox.order_state(fresh) == "accepted"
     # A permanent error: the accept of the taken order was sent once, not once per task retry.
     accept_bodies = [r.body for r in ezcater_sandbox.requests if r.route == "acceptOrder"]
     assert sum(taken in body for body in accept_bodies) == 1
+    assert datakitchen_sandbox.count(route="create_order") == 1
+
+
+def test_order_pipeline_accepts_each_catering_order_after_its_own_wait_only(
+    airflow_db: Path,
+    datakitchen_sandbox: DataKitchenSandbox,
+    ezcater_sandbox: EzCaterSandbox,
+) -> None:
+    """Wait and accept are per order (a mapped task group), not two mapped tasks wired all-to-all:
+    a cancelled order fails its own wait and skips its own accept, the good order is still accepted."""
+    from airflow.utils.state import DagRunState, TaskInstanceState
+
+    good = ezcater_sandbox.add_order(state="submitted")
+    cancelled = ezcater_sandbox.add_order(state="cancelled")
+    dag = _load_pipeline(airflow_db / "dags")
+
+    run = dag.test(run_conf={"ezcater_order_ids": [good, cancelled]})
+
+    states = {(ti.task_id, ti.map_index): ti.state for ti in run.get_task_instances()}
+    assert run.state == DagRunState.FAILED, states
+    assert states.get((WAIT, 0)) == TaskInstanceState.SUCCESS, states
+    assert states.get((WAIT, 1)) == TaskInstanceState.FAILED, states
+    assert states.get((ACCEPT, 0)) == TaskInstanceState.SUCCESS, states
+    assert states.get((ACCEPT, 1)) == TaskInstanceState.UPSTREAM_FAILED, states
+    # The sandbox agrees: the good order was accepted once, the cancelled one was never sent an accept.
+    assert ezcater_sandbox.order_state(good) == "accepted"
+    assert ezcater_sandbox.order_state(cancelled) == "cancelled"
+    accept_bodies = [r.body for r in ezcater_sandbox.requests if r.route == "acceptOrder"]
+    assert len(accept_bodies) == 1
+    assert good in accept_bodies[0]
     assert datakitchen_sandbox.count(route="create_order") == 1
 
 

@@ -27,8 +27,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 DAG_ID = "example_order_pipeline"
 SUBMIT = "submit_recipe_order"
-WAIT = "wait_until_submitted"
-ACCEPT = "accept_catering_order"
+# Per catering order, a mapped task group runs wait → accept; its tasks' ids carry the group's id.
+WAIT = "catering_order.wait_until_submitted"
+ACCEPT = "catering_order.accept"
 TRIGGER_CLASS = "airflow_provider_orders.triggers.datakitchen.OrderRunTrigger"
 EZ_TRIGGER_CLASS = "airflow_provider_orders.triggers.ezcater.OrderLifecycleTrigger"
 
