@@ -128,8 +128,8 @@ def describe_client_error(exc: BaseException) -> str:
 # Process-wide async clients and request gates, per event loop and per (service, host)
 # --------------------------------------------------------------------------------------------------
 
-#: HTTP requests one event loop runs at once against one (service, host); the others wait their turn in an
-#: ``asyncio.Semaphore`` (O(1) per waiter, woken in FIFO order). It is what bounds a triggerer's request
+#: HTTP requests one event loop runs at once against one (service, host); the others wait their turn in
+#: its :class:`RequestGate` (O(1) per waiter, FIFO, a bounded wait). It is what bounds a triggerer's request
 #: rate per API (in flight / API latency): 20 at 200 ms is 100 requests/s, 1,000 triggers polling every
 #: 10 s. Each (service, host) has its own gate, so a hung API never holds the slots of another one.
 ASYNC_MAX_IN_FLIGHT = 20
