@@ -149,6 +149,8 @@ class AirflowCluster:
     port: int
     env: dict[str, str]
     processes: list[AirflowProcess] = field(default_factory=list)
+    #: where the component logs, db-migrate.log and pids.json go
+    artifacts: Path = ARTIFACTS
 
     @property
     def base_url(self) -> str:
@@ -156,7 +158,7 @@ class AirflowCluster:
 
     # -- lifecycle
     def migrate(self) -> None:
-        log_path = ARTIFACTS / "db-migrate.log"
+        log_path = self.artifacts / "db-migrate.log"
         with log_path.open("wb") as log:
             proc = subprocess.run(
                 [sys.executable, "-m", "airflow", "db", "migrate"],
@@ -173,19 +175,48 @@ class AirflowCluster:
 
     def start(self) -> None:
         for name in COMPONENTS:
-            log_path = ARTIFACTS / f"{name}.log"
-            with log_path.open("wb") as log:
-                popen = subprocess.Popen(
-                    [sys.executable, "-m", "airflow", name],
-                    env=self.env,
-                    cwd=self.home,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,  # own process group: stopped as a whole by its pid
+            self.start_component(name)
+
+    def start_component(self, name: str) -> AirflowProcess:
+        """Start one component (its log is appended to, so a restart keeps the earlier lines)."""
+        log_path = self.artifacts / f"{name}.log"
+        with log_path.open("ab") as log:
+            popen = subprocess.Popen(
+                [sys.executable, "-m", "airflow", name],
+                env=self.env,
+                cwd=self.home,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # own process group: stopped as a whole by its pid
+            )
+        proc = AirflowProcess(name, popen, log_path)
+        self.processes.append(proc)
+        (self.artifacts / "pids.json").write_text(json.dumps({p.name: p.pgid for p in self.processes}))
+        return proc
+
+    def stop_component(self, name: str, grace: float = STOP_GRACE) -> None:
+        """Stop one component's process group (SIGTERM, then SIGKILL after ``grace``) and forget it."""
+        for proc in [p for p in self.processes if p.name == name]:
+            for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
+                if not _group_alive(proc.pgid):
+                    break
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pgid, sig)
+                deadline = time.monotonic() + wait
+                while _group_alive(proc.pgid) and time.monotonic() < deadline:
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        proc.popen.wait(timeout=0.1)
+            if _group_alive(proc.pgid):
+                pytest.fail(
+                    f"Airflow {name} (pgid {proc.pgid}) survived SIGKILL: {_group_members(proc.pgid)}"
                 )
-            self.processes.append(AirflowProcess(name, popen, log_path))
-        (ARTIFACTS / "pids.json").write_text(json.dumps({p.name: p.pgid for p in self.processes}))
+            self.processes.remove(proc)
+
+    def restart_component(self, name: str) -> AirflowProcess:
+        """Stop ``name`` (e.g. the triggerer) and start it again with the same environment."""
+        self.stop_component(name)
+        return self.start_component(name)
 
     def assert_running(self) -> None:
         for proc in self.processes:
@@ -220,6 +251,49 @@ class AirflowCluster:
         request = urllib.request.Request(url, headers={"Accept": "application/json"})
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read().decode())
+
+    def api_call(self, method: str, path: str, body: Any = None) -> Any:
+        """A write call of the REST API (POST / PATCH ...) with a JSON body, as the UI sends it."""
+        url = f"{self.base_url}/api/v2/{path.lstrip('/')}"
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Accept": "application/json", "Content-Type": "application/json"}
+        request = urllib.request.Request(url, data=data, headers=headers, method=method)
+        with urllib.request.urlopen(request, timeout=30) as response:
+            text = response.read().decode()
+        return json.loads(text) if text else None
+
+    def trigger_dag(self, dag_id: str, conf: dict[str, Any] | None = None, run_id: str | None = None) -> str:
+        """Trigger a DAG run (the "Trigger" button); returns its run id."""
+        body: dict[str, Any] = {"logical_date": None, "conf": conf or {}}
+        if run_id is not None:
+            body["dag_run_id"] = run_id
+        return str(self.api_call("POST", f"dags/{dag_id}/dagRuns", body)["dag_run_id"])
+
+    def task_instance(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> dict[str, Any]:
+        quoted = urllib.parse.quote(run_id, safe="")
+        path = f"dags/{dag_id}/dagRuns/{quoted}/taskInstances/{task_id}"
+        if map_index >= 0:
+            path += f"/{map_index}"
+        return self.api(path)  # type: ignore[no-any-return]
+
+    def clear_task(self, dag_id: str, run_id: str, task_id: str) -> Any:
+        """Clear one task instance (the UI's "Clear" on a task, whatever its state)."""
+        body = {
+            "dry_run": False,
+            "dag_run_id": run_id,
+            "task_ids": [task_id],
+            "only_failed": False,
+            "reset_dag_runs": True,
+            "include_downstream": False,
+            "include_upstream": False,
+        }
+        return self.api_call("POST", f"dags/{dag_id}/clearTaskInstances", body)
+
+    def set_task_state(self, dag_id: str, run_id: str, task_id: str, state: str) -> Any:
+        """Mark one task instance ``state`` (the UI's "Mark as failed" / "Mark as success")."""
+        quoted = urllib.parse.quote(run_id, safe="")
+        path = f"dags/{dag_id}/dagRuns/{quoted}/taskInstances/{task_id}"
+        return self.api_call("PATCH", path, {"new_state": state})
 
     def healthy(self) -> dict[str, Any] | None:
         self.assert_running()
@@ -296,7 +370,27 @@ class AirflowCluster:
         return list(self.api("jobs", job_type=job_type, limit=100)["jobs"])
 
 
-def airflow_env(home: Path, port: int, sandboxes: Sandboxes) -> dict[str, str]:
+def task_process_pids(ti_id: str) -> list[int]:
+    """The pid(s) of the process running task instance ``ti_id``: the supervisor's child, whose title
+    the task runner sets to ``airflow worker -- <ti id>``."""
+    title = f"airflow worker -- {ti_id}"
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+            if text == title or text.startswith(title + " "):
+                pids.append(int(cmdline.parent.name))
+    return pids
+
+
+def airflow_env(
+    home: Path,
+    port: int,
+    sandboxes: Sandboxes,
+    *,
+    dags_folder: Path = DAGS_FOLDER,
+    extra_env: dict[str, str] | None = None,
+) -> dict[str, str]:
     env = {
         key: value
         for key, value in os.environ.items()
@@ -310,7 +404,7 @@ def airflow_env(home: Path, port: int, sandboxes: Sandboxes) -> dict[str, str]:
     env.update(
         {
             "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__AUTH_MANAGER": (
@@ -338,6 +432,7 @@ def airflow_env(home: Path, port: int, sandboxes: Sandboxes) -> dict[str, str]:
         }
     )
     env.update(sandboxes.connection_env())
+    env.update(extra_env or {})
     return env
 
 

@@ -6,7 +6,11 @@ the rows to ``.artifacts/reliability.json`` at the end of every run and, when th
 cell, calls :func:`render` to regenerate ``docs/reliability.md``. The output holds no timings and no
 date, so an unchanged behaviour gives a byte-identical file.
 
-Standalone: ``python tests/reliability/render_reliability.py [results.json] [output.md]``.
+The lifecycle matrix (``tests/lifecycle/lifecycle_cells.py``, the expectations of the real-Airflow
+cells) is rendered at the end of the file from the cell definitions, so every regeneration keeps it.
+
+Standalone: ``python tests/reliability/render_reliability.py [results.json] [output.md]``;
+``--lifecycle-only [output.md]`` rewrites only the lifecycle section of the existing file.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
+LIFECYCLE = ROOT / "tests" / "lifecycle"
 RESULTS = ROOT / ".artifacts" / "reliability.json"
 OUTPUT = ROOT / "docs" / "reliability.md"
 
@@ -89,6 +94,27 @@ def _list(rows: list[dict[str, Any]], head: tuple[str, str, str]) -> list[str]:
     return out
 
 
+def lifecycle_section() -> str:
+    """The lifecycle matrix section, rendered from ``tests/lifecycle/lifecycle_cells.py``."""
+    if str(LIFECYCLE) not in sys.path:
+        sys.path.insert(0, str(LIFECYCLE))
+    from lifecycle_cells import render_section
+
+    return str(render_section())
+
+
+def with_lifecycle_section(text: str) -> str:
+    """``text`` with its lifecycle section replaced by a fresh render (appended when it has none)."""
+    section = lifecycle_section()  # puts tests/lifecycle on sys.path
+    from lifecycle_cells import SECTION_END, SECTION_START
+
+    start, end = text.find(SECTION_START), text.find(SECTION_END)
+    if start >= 0 and end > start:
+        tail = text[end + len(SECTION_END) :].lstrip("\n")
+        return text[:start] + section + tail
+    return text.rstrip("\n") + "\n\n" + section
+
+
 def render(results: dict[str, Any]) -> str:
     """The Markdown text of ``docs/reliability.md`` for ``results`` (the JSON the conftest writes)."""
     by_section: dict[str, list[dict[str, Any]]] = {}
@@ -138,12 +164,18 @@ def render(results: dict[str, Any]) -> str:
         "texts, and the `dag.test()` task log files) for the DataKitchen password, JWTs (`eyJ…`) and the",
         f"ezCater API token: **{scan.get('findings', 0)} finding(s)**.",
         "",
+        lifecycle_section(),
     ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if args and args[0] == "--lifecycle-only":
+        dst = Path(args[1]) if len(args) > 1 else OUTPUT
+        dst.write_text(with_lifecycle_section(dst.read_text()))
+        print(f"wrote the lifecycle section of {dst}")
+        return 0
     src = Path(args[0]) if args else RESULTS
     dst = Path(args[1]) if len(args) > 1 else OUTPUT
     results = json.loads(src.read_text())
