@@ -33,7 +33,11 @@ if TYPE_CHECKING:
     from airflow_provider_orders.sandbox import DataKitchenSandbox, EzCaterSandbox
 
 STEP_TIMEOUT = 240.0  # one wait of a script (Airflow on two busy cores, 40+ cells at once)
-SETTLE_TIMEOUT = 30.0  # after the final state: for the remote effects of a kill to show
+SETTLE_TIMEOUT = 30.0
+#: cells in flight at once: SQLite (one writer) and one api-server worker are the limit, not the cores
+MAX_CONCURRENT_CELLS = int(
+    os.environ.get("LIFECYCLE_CONCURRENCY", "12")
+)  # after the final state: for the remote effects of a kill to show
 FINAL = ("success", "failed")
 #: REST writes (trigger, clear, mark failed) go one at a time: SQLite takes one writer, and 40+ at once
 #: time out in the api-server.
@@ -552,11 +556,16 @@ def run_matrix(
     restart = TriggererRestart(cluster, sum(1 for c in cells if c.column.key == "triggerer_restart"))
     results: dict[str, Observed] = {}
     threads = []
-    for cell in cells:
+    # The triggerer-restart cells first: they wait for each other, so they must run in the same wave.
+    ordered = sorted(cells, key=lambda c: c.column.key != "triggerer_restart")
+    slots = threading.BoundedSemaphore(MAX_CONCURRENT_CELLS)
+    for cell in ordered:
         script = CellScript(cell, cluster, boxes[cell.key], restart)
 
         def work(script: CellScript = script) -> None:
-            results[script.cell.key] = script.run()
+            with slots:
+                script.started = time.monotonic()
+                results[script.cell.key] = script.run()
 
         thread = threading.Thread(target=work, name=cell.key, daemon=True)
         threads.append(thread)
