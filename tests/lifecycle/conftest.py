@@ -2,7 +2,7 @@
 
 ``matrix`` (session-scoped, used by ``test_lifecycle_matrix.py`` only, so a run of ``make test`` never
 starts it): one DataKitchen and/or ezCater sandbox per cell (own fault queue and request log), Airflow
-(api-server, scheduler, dag-processor, triggerer; LocalExecutor, SQLite) started with the e2e harness
+(api-server, scheduler, dag-processor, triggerer; LocalExecutor, PostgreSQL) started with the e2e harness
 on ``tests/lifecycle/dags`` with a connection pair per cell, then every cell's script in its own thread
 (``lifecycle_driver.run_matrix``). Results: ``.artifacts/lifecycle/results.json``; component logs and
 Airflow's task logs next to it.
@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import sqlite3
 import sys
 import tempfile
 import time
@@ -64,6 +63,7 @@ def matrix() -> Iterator[dict[str, Any]]:
     )
     from lifecycle_cells import ACTIVE
     from lifecycle_driver import CellSandboxes, mismatches, run_matrix
+    from local_postgres import local_postgres
 
     from airflow_provider_orders.sandbox import DataKitchenSandbox, EzCaterSandbox
 
@@ -89,16 +89,16 @@ def matrix() -> Iterator[dict[str, Any]]:
 
         home = Path(tempfile.mkdtemp(prefix="orders-lifecycle-airflow-home-"))
         port = free_port()
-        # SQLite: writers wait for the lock (60 s) instead of failing after 5 s under 40+ running cells.
-        extra["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{home / 'airflow.db'}?timeout=60"
+        # PostgreSQL, as teams run Airflow: SQLite lets one writer in at a time, and with 40+ cells
+        # running at once its lock waits (60 s and more) stalled every component.
+        extra["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = stack.enter_context(
+            local_postgres(free_port(), ARTIFACTS / "postgres")
+        )
         env = airflow_env(home, port, default, dags_folder=HERE / "dags", extra_env=extra)
         cluster = AirflowCluster(home=home, port=port, env=env, artifacts=ARTIFACTS)
         results: dict[str, Any] = {}
         try:
             cluster.migrate()
-            # WAL: readers (REST polls, the scheduler's queries) no longer block the one writer.
-            with contextlib.closing(sqlite3.connect(home / "airflow.db")) as db:
-                db.execute("PRAGMA journal_mode=WAL")
             cluster.start()
             wait_until(f"Airflow healthy on {cluster.base_url}", cluster.healthy, HEALTH_TIMEOUT)
             timings["healthy"] = time.monotonic() - started

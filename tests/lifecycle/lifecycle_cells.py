@@ -174,6 +174,15 @@ _REJECT_ONLY = NA("only a reject can take a customer's cancellation for its own 
 _NO_CLEAR_RUNNING = NA("the try runs on a worker for one create and one read, then waits deferred")
 
 
+#: Airflow 3.3.2 race: when a trigger fires before the scheduler has processed the deferring process's
+#: exit, the scheduler counts the resumed try as failed and retries it (one more try number); the retry
+#: finds the run completed within the same attempt and succeeds with it, no second order.
+_RESUME_RACE = (
+    " (Airflow may count one more try when the trigger fires before the scheduler processed the "
+    "deferral; that retry finds the completed run: still no extra order)"
+)
+
+
 def _submit(column: str, deferred: bool) -> Expect | NA:
     lost = Expect(
         "failed",
@@ -184,7 +193,11 @@ def _submit(column: str, deferred: bool) -> Expect | NA:
         "using its retry and the error names the order that may exist",
     )
     after_success = Expect(
-        "success", 2, orders=2, stopped=0, story="a cleared task starts clean and orders again"
+        "success",
+        (2, 3) if deferred else 2,
+        orders=2,
+        stopped=0,
+        story="a cleared task starts clean and orders again" + (_RESUME_RACE if deferred else ""),
     )
     if not deferred:
         return {
@@ -237,10 +250,10 @@ def _submit(column: str, deferred: bool) -> Expect | NA:
         "clear_running": _NO_CLEAR_RUNNING,
         "clear_deferred": Expect(
             "success",
-            2,
+            (2, 3),
             orders=2,
             stopped=1,
-            story="the trigger's on_kill stops run 1, the new try orders again",
+            story="the trigger's on_kill stops run 1, the new try orders again" + _RESUME_RACE,
         ),
         "mark_failed": Expect(
             "failed",
@@ -251,7 +264,9 @@ def _submit(column: str, deferred: bool) -> Expect | NA:
         ),
         "sigterm": _DEFERRED_NO_PROCESS,
         "sigkill": _DEFERRED_NO_PROCESS,
-        "triggerer_restart": Expect("success", 1, orders=1, stopped=0, story="the wait resumes"),
+        "triggerer_restart": Expect(
+            "success", (1, 2), orders=1, stopped=0, story="the wait resumes" + _RESUME_RACE
+        ),
         "clear_success": after_success,
         "lost_answer": lost,
         "customer_cancel": _REJECT_ONLY,
@@ -298,12 +313,28 @@ def _mutation(column: str, kind: str) -> Expect | NA:
     )
     cells: dict[str, Expect | NA] = {
         "exec_timeout": again,
-        "clear_running": again,
+        "clear_running": Expect(
+            "failed",
+            2,
+            mutations=1,
+            order_state=done,
+            log=(f"Sorry, we were unable to {verb} this order.", "before the task was cleared"),
+            story="a clear, also of a running task, starts a new attempt (Airflow raises max_tries): the "
+            "killed try's send applied, but a cleared task starts clean, so ezCater's refusal fails it and "
+            "the message says that an earlier attempt sent the mutation",
+        ),
         "clear_deferred": _NOT_DEFERRABLE,
         "mark_failed": Expect(
             "failed", 1, mutations=1, order_state=done, story="failed; the order as ezCater left it"
         ),
-        "sigterm": again,
+        "sigterm": Expect(
+            "success",
+            (1, 2),
+            mutations=1,
+            order_state=done,
+            story="Airflow's SIGTERM handler runs on_kill (nothing to stop for a mutation) and the try goes "
+            "on until its answer arrives; if the supervisor kills it first, the retry counts its send",
+        ),
         "sigkill": again,
         "triggerer_restart": _NO_TRIGGER,
         "clear_success": Expect(
@@ -374,7 +405,7 @@ def render_section() -> str:
         "## Lifecycle: kills, clears and restarts against a real Airflow",
         "",
         "Each cell is one DAG (`tests/lifecycle/dags/`) run by a real Airflow that the test starts "
-        "(api-server, scheduler, dag-processor, triggerer; LocalExecutor, SQLite), each cell with its own "
+        "(api-server, scheduler, dag-processor, triggerer; LocalExecutor, PostgreSQL), each cell with its own "
         "pair of sandboxes, all cells at once; a small script per cell triggers the run, produces the "
         "column's event through the REST API or a signal, and waits for the outcome. `make test-lifecycle` "
         "runs it (`pytest -m lifecycle`); each cell's check is a test `tests/lifecycle/test_lifecycle_matrix.py::"

@@ -417,9 +417,16 @@ class CellScript:
             )
             self.complete()
 
+    def wait_trigger_polling(self) -> None:
+        """Until the trigger reads the API: it runs in a triggerer, so a kill reaches its on_kill (a
+        trigger not yet picked up, or between two triggerers, is cancelled without one)."""
+        before = self.reads()
+        self.wait("the trigger to poll", lambda: self.reads() > before)
+
     def col_clear_deferred(self) -> None:
         self.wait_deferred(1)
         with self.restart.kill_guard():
+            self.wait_trigger_polling()
             self.clear()
             if self.kind == "submit":
                 self.wait("order 2 with a run", lambda: self.new_order_running(2))
@@ -432,6 +439,7 @@ class CellScript:
         if self.cell.deferrable:
             self.wait_deferred(1)
             with self.restart.kill_guard():
+                self.wait_trigger_polling()
                 self.mark_failed()
                 self.wait("the task failed", lambda: self.ti_is(("failed",)))
                 if self.expect.stopped:
