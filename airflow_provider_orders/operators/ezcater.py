@@ -100,6 +100,7 @@ class _OrderMutationOperator(BaseOperator):
         store = context.get("task_state_store")
         record = self._record(order_id, context)
         sent_earlier: Mapping[str, Any] | None = None
+        before_clear: Mapping[str, Any] | None = None
         if store is None:
             self.log.warning(
                 "No task_state_store in the context (Airflow < 3.3?): a retry of this task cannot "
@@ -111,6 +112,8 @@ class _OrderMutationOperator(BaseOperator):
             if self._counts(previous, record, context):
                 assert isinstance(previous, Mapping)
                 sent_earlier = previous
+            elif isinstance(previous, Mapping) and previous.get("order_id") == order_id:
+                before_clear = previous
             # Written before sending: if the answer gets lost, the next try knows this task sent it.
             store.set(self.state_key, record)
         try:
@@ -118,6 +121,17 @@ class _OrderMutationOperator(BaseOperator):
         except InvalidStateTransitionError as exc:
             state = normalize_lifecycle_state(exc.order_state)
             if sent_earlier is None or state not in self.done_states:
+                if before_clear is not None and before_clear.get("sent") and state in self.done_states:
+                    raise InvalidStateTransitionError(
+                        f"{exc.message} Try {before_clear.get('try_number', '?')} of this task sent the "
+                        f"{self.verb} mutation before the task was cleared; a cleared task does not count "
+                        "that as its own (the order may have changed since). If that earlier "
+                        f"{self.verb} is what you wanted, mark this task successful.",
+                        order_state=exc.order_state,
+                        api_message=exc.api_message,
+                        http_status=exc.http_status,
+                        code=exc.code,
+                    ) from exc
                 raise
             self.log.warning(
                 "ezCater refused to %s order %s because it is already %s. Try %s of this task sent the "
