@@ -12,78 +12,14 @@ lateness; polls per second = requests the sandbox received on the read routes ÷
 
 from __future__ import annotations
 
-import asyncio
 import gc
-import json
 import os
 import time
-from typing import Any
 
-from bench_common import MIB, Row, SandboxProcess, Table, current_rss, main_for, median, percentile
+from bench_common import Row, SandboxProcess, Table, current_rss, main_for
+from bench_triggers import TICK, add_lag_and_memory_rows, fired_row, idle_lags, polls_row, run_all
 
 KITCHEN, RECIPE, VARIATION = "demo-kitchen", "demo-recipe", "bench-long"
-TICK = 0.05
-MEMORY_TARGET_MIB = 50.0
-LAG_TARGET_S = 0.100
-
-
-async def _idle_lags(seconds: float) -> list[float]:
-    """The ticker alone: the lag this machine shows with nothing else in the loop (the control)."""
-    lags: list[float] = []
-    expected = time.perf_counter() + TICK
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        await asyncio.sleep(max(0.0, expected - time.perf_counter()))
-        now = time.perf_counter()
-        lags.append(now - expected)
-        expected = max(expected + TICK, now)
-    return lags
-
-
-async def _wait_all(triggers: list[Any], hard_deadline: float) -> dict[str, Any]:
-    lags: list[float] = []
-    rss: list[int] = []
-    stop = asyncio.Event()
-
-    async def ticker() -> None:
-        expected = time.perf_counter() + TICK
-        while not stop.is_set():
-            await asyncio.sleep(max(0.0, expected - time.perf_counter()))
-            now = time.perf_counter()
-            lags.append(now - expected)
-            rss.append(current_rss())
-            expected = max(expected + TICK, now)  # never schedule in the past: one lag per wake-up
-
-    async def first_event(trigger: Any) -> Any:
-        agen = trigger.run()
-        try:
-            return await agen.__anext__()
-        finally:
-            await agen.aclose()
-
-    tick = asyncio.create_task(ticker())
-    started = time.perf_counter()
-    tasks = [asyncio.create_task(first_event(t)) for t in triggers]
-    done, pending = await asyncio.wait(tasks, timeout=max(1.0, hard_deadline - time.time()))
-    wall = time.perf_counter() - started
-    for task in pending:
-        task.cancel()
-    stop.set()
-    await tick
-    statuses: dict[str, int] = {}
-    for task in done:
-        exc = task.exception()
-        key = f"raised {type(exc).__name__}" if exc else str(task.result().payload.get("outcome"))
-        statuses[key] = statuses.get(key, 0) + 1
-    if pending:
-        statuses["still waiting at the deadline"] = len(pending)
-    try:
-        from airflow_provider_orders.hooks._http import aclose_shared_async_clients
-
-        await aclose_shared_async_clients()
-    except ImportError:  # pragma: no cover
-        pass
-    return {"lags": lags, "rss": rss, "wall": wall, "statuses": statuses}
 
 
 def measure(quick: bool) -> Table:
@@ -106,7 +42,7 @@ def measure(quick: bool) -> Table:
         TOKENS.clear()  # the triggerer logs in for itself
         gc.collect()
         sb.call("clear_requests")
-        idle_lags = asyncio.run(_idle_lags(2.0 if quick else 10.0))
+        control = idle_lags(2.0 if quick else 10.0)
         idle = current_rss()
         hard_deadline = time.time() + active + 4 * poll + 60
         triggers = [
@@ -119,13 +55,10 @@ def measure(quick: bool) -> Table:
             )
             for oid in order_ids
         ]
-        result = asyncio.run(_wait_all(triggers, hard_deadline))
+        result = run_all(triggers, hard_deadline)
         routes = sb.routes()
 
     reads = routes.get("servings", 0) + routes.get("details", 0)
-    lags = result["lags"]
-    peak = max(result["rss"]) if result["rss"] else idle
-    extra_mib = (peak - idle) / MIB
     table = Table(
         key="deferred_scale",
         title="3. Deferred scale",
@@ -136,55 +69,17 @@ def measure(quick: bool) -> Table:
             f"{TICK * 1000:.0f} ms measures lag and RSS; the run ends when all triggers fired."
         ),
     )
-    table.rows.append(
-        Row(
-            "memory above idle (peak RSS - RSS before the triggers)",
-            f"{extra_mib:.1f} MiB",
-            "≤ 50 MiB",
-            extra_mib <= MEMORY_TARGET_MIB,
-        )
-    )
-    max_lag = max(lags) if lags else float("nan")
-    table.rows.append(
-        Row("event-loop lag, max", f"{max_lag * 1000:.0f} ms", "≤ 100 ms", max_lag <= LAG_TARGET_S)
-    )
-    table.rows.append(
-        Row(
-            "event-loop lag, p99 / median",
-            f"{percentile(lags, 99) * 1000:.1f} ms / {median(lags) * 1000:.1f} ms" if lags else "n/a",
-        )
-    )
-    table.rows.append(
-        Row(
-            "control: lag of the same ticker with no triggers, max / p99",
-            f"{max(idle_lags) * 1000:.0f} ms / {percentile(idle_lags, 99) * 1000:.1f} ms",
-            note="machine noise",
-        )
-    )
-    table.rows.append(
-        Row(
-            "polls per second (sandbox read requests ÷ wall time)",
-            f"{reads / result['wall']:.1f}/s ({reads} reads in {result['wall']:.1f} s; "
-            f"ideal {n / poll:.0f}/s at one read per trigger per interval)",
-        )
-    )
+    add_lag_and_memory_rows(table, result, idle, control)
+    table.rows.append(polls_row("sandbox read requests", reads, result["wall"], n, poll))
     table.rows.append(
         Row("logins for all triggers", str(routes.get("login", 0)), "1", routes.get("login", 0) == 1)
     )
-    ok = result["statuses"].get("success", 0)
-    table.rows.append(
-        Row(
-            "triggers that fired their success event",
-            f"{ok} of {n}" + ("" if ok == n else f" ({json.dumps(result['statuses'])})"),
-            f"{n} of {n}",
-            ok == n,
-        )
-    )
+    table.rows.append(fired_row(result, n))
     table.raw = {
         "n": n,
         "poll": poll,
         "routes": routes,
-        "statuses": result["statuses"],
+        "statuses": result["outcomes"],
         "wall": result["wall"],
     }
     return table

@@ -13,90 +13,12 @@ lag = ticker lateness; polls per second = ``order`` reads the sandbox received �
 
 from __future__ import annotations
 
-import asyncio
 import gc
-import json
 import os
 import time
-from typing import Any
 
-from bench_common import MIB, Row, SandboxProcess, Table, current_rss, main_for, median, percentile
-
-TICK = 0.05
-MEMORY_TARGET_MIB = 50.0
-LAG_TARGET_S = 0.100
-
-
-def _ticker_lags(lags: list[float], rss: list[int] | None, stop: asyncio.Event) -> Any:
-    async def ticker() -> None:
-        expected = time.perf_counter() + TICK
-        while not stop.is_set():
-            await asyncio.sleep(max(0.0, expected - time.perf_counter()))
-            now = time.perf_counter()
-            lags.append(now - expected)
-            if rss is not None:
-                rss.append(current_rss())
-            expected = max(expected + TICK, now)  # never schedule in the past: one lag per wake-up
-
-    return ticker()
-
-
-async def _idle_lags(seconds: float) -> list[float]:
-    """The ticker alone: the lag this machine shows with nothing else in the loop (the control)."""
-    lags: list[float] = []
-    stop = asyncio.Event()
-    task = asyncio.create_task(_ticker_lags(lags, None, stop))
-    await asyncio.sleep(seconds)
-    stop.set()
-    await task
-    return lags
-
-
-async def _close_shared_clients() -> None:
-    try:
-        from airflow_provider_orders.hooks._http import aclose_shared_async_clients
-    except ImportError:  # pragma: no cover - older layout
-        from airflow_provider_orders.hooks._common import aclose_shared_async_clients
-    await aclose_shared_async_clients()
-
-
-def _outcome(payload: Any) -> str:
-    """The event's outcome (``outcome``; 0.1 events said ``status``)."""
-    if not isinstance(payload, dict):
-        return repr(payload)
-    return str(payload.get("outcome") or payload.get("status"))
-
-
-async def _wait_all(triggers: list[Any], hard_deadline: float) -> dict[str, Any]:
-    lags: list[float] = []
-    rss: list[int] = []
-    stop = asyncio.Event()
-
-    async def first_event(trigger: Any) -> Any:
-        agen = trigger.run()
-        try:
-            return await agen.__anext__()
-        finally:
-            await agen.aclose()
-
-    tick = asyncio.create_task(_ticker_lags(lags, rss, stop))
-    started = time.perf_counter()
-    tasks = [asyncio.create_task(first_event(t)) for t in triggers]
-    done, pending = await asyncio.wait(tasks, timeout=max(1.0, hard_deadline - time.time()))
-    wall = time.perf_counter() - started
-    for task in pending:
-        task.cancel()
-    stop.set()
-    await tick
-    outcomes: dict[str, int] = {}
-    for task in done:
-        exc = task.exception()
-        key = f"raised {type(exc).__name__}" if exc else _outcome(task.result().payload)
-        outcomes[key] = outcomes.get(key, 0) + 1
-    if pending:
-        outcomes["still waiting at the deadline"] = len(pending)
-    await _close_shared_clients()
-    return {"lags": lags, "rss": rss, "wall": wall, "outcomes": outcomes}
+from bench_common import SandboxProcess, Table, current_rss, main_for
+from bench_triggers import TICK, add_lag_and_memory_rows, fired_row, idle_lags, polls_row, run_all
 
 
 def measure(quick: bool) -> Table:
@@ -109,7 +31,7 @@ def measure(quick: bool) -> Table:
         from airflow_provider_orders.triggers.ezcater import OrderLifecycleTrigger
 
         gc.collect()
-        idle_lags = asyncio.run(_idle_lags(2.0 if quick else 10.0))
+        control = idle_lags(2.0 if quick else 10.0)
         order_ids = [
             sb.call("add_order", state="submitted", transitions=[("accepted", active)]) for _ in range(n)
         ]
@@ -128,12 +50,9 @@ def measure(quick: bool) -> Table:
             )
             for oid in order_ids
         ]
-        result = asyncio.run(_wait_all(triggers, hard_deadline))
+        result = run_all(triggers, hard_deadline)
         reads = int(sb.call("count", route="order"))
 
-    lags = result["lags"]
-    peak = max(result["rss"]) if result["rss"] else idle
-    extra_mib = (peak - idle) / MIB
     table = Table(
         key="deferred_scale_ezcater",
         title="3b. Deferred scale, ezCater",
@@ -145,52 +64,9 @@ def measure(quick: bool) -> Table:
             "measures lag and RSS; the run ends when all triggers fired."
         ),
     )
-    table.rows.append(
-        Row(
-            "memory above idle (peak RSS - RSS before the triggers)",
-            f"{extra_mib:.1f} MiB",
-            f"≤ {MEMORY_TARGET_MIB:g} MiB",
-            extra_mib <= MEMORY_TARGET_MIB,
-        )
-    )
-    max_lag = max(lags) if lags else float("nan")
-    table.rows.append(
-        Row(
-            "event-loop lag, max",
-            f"{max_lag * 1000:.0f} ms",
-            f"≤ {LAG_TARGET_S * 1000:.0f} ms",
-            max_lag <= LAG_TARGET_S,
-        )
-    )
-    table.rows.append(
-        Row(
-            "event-loop lag, p99 / median",
-            f"{percentile(lags, 99) * 1000:.1f} ms / {median(lags) * 1000:.1f} ms" if lags else "n/a",
-        )
-    )
-    table.rows.append(
-        Row(
-            "control: lag of the same ticker with no triggers, max / p99",
-            f"{max(idle_lags) * 1000:.0f} ms / {percentile(idle_lags, 99) * 1000:.1f} ms",
-            note="machine noise",
-        )
-    )
-    table.rows.append(
-        Row(
-            "polls per second (sandbox order reads ÷ wall time)",
-            f"{reads / result['wall']:.1f}/s ({reads} reads in {result['wall']:.1f} s; "
-            f"ideal {n / poll:.0f}/s at one read per trigger per interval)",
-        )
-    )
-    ok = result["outcomes"].get("success", 0)
-    table.rows.append(
-        Row(
-            "triggers that fired their success event",
-            f"{ok} of {n}" + ("" if ok == n else f" ({json.dumps(result['outcomes'])})"),
-            f"{n} of {n}",
-            ok == n,
-        )
-    )
+    add_lag_and_memory_rows(table, result, idle, control)
+    table.rows.append(polls_row("sandbox order reads", reads, result["wall"], n, poll))
+    table.rows.append(fired_row(result, n))
     table.raw = {
         "n": n,
         "poll": poll,
