@@ -146,9 +146,9 @@ class SubmitRecipeOrderOperator(BaseOperator):
             time.time() + self.execution_timeout.total_seconds() if self.execution_timeout else None
         )
         order_id, run = self._reattach(context, store)
+        reattached = order_id is not None  # then, when waiting, `run` was just read (None: none yet)
         if order_id is None:
             order_id = self._submit(context)
-            run = None
         self._order_id = order_id
         context["ti"].xcom_push(key=ORDER_ID_XCOM_KEY, value=order_id)
         if run is not None and run.has_ended:  # an earlier try's run that already finished
@@ -162,7 +162,7 @@ class SubmitRecipeOrderOperator(BaseOperator):
             return order_id
 
         end_time = time.time() + self.timeout if self.timeout is not None else None
-        if run is None:
+        if not reattached:
             run = self._read(order_id, None)
         if self.deferrable:
             return self._wait_deferred(context, order_id, run, end_time, exec_deadline)
