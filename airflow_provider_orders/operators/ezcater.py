@@ -1,7 +1,7 @@
 """Accept or reject an ezCater catering order.
 
 Cheap to import: ``airflow.sdk`` and this package's light modules only; the hook (gql) is imported inside
-the methods that use them.
+the methods that use it.
 
 Safe retries: before sending the mutation, the operator writes "try N of this task sent <mutation> for
 order X" to the task state store (``context["task_state_store"]``). When a later try meets an
@@ -112,7 +112,11 @@ class _OrderMutationOperator(BaseOperator):
             if self._counts(previous, record, context):
                 assert isinstance(previous, Mapping)
                 sent_earlier = previous
-            elif isinstance(previous, Mapping) and previous.get("order_id") == order_id:
+            elif (
+                isinstance(previous, Mapping)
+                and previous.get("order_id") == order_id
+                and not written_this_attempt(previous, context, self.retries)
+            ):
                 before_clear = previous
             # Written before sending: if the answer gets lost, the next try knows this task sent it.
             store.set(self.state_key, record)
@@ -145,7 +149,7 @@ class _OrderMutationOperator(BaseOperator):
             )
             order = self.hook.get_order(order_id)
         except OrdersProviderError as exc:
-            if store is not None and getattr(exc, "reached_api", True) is False:
+            if store is not None and exc.reached_api is False:
                 # The hook proves no attempt reached ezCater: the record must not vouch for a later
                 # accept by someone else.
                 store.set(self.state_key, {**record, "sent": False})
