@@ -1,12 +1,14 @@
 """``python -m airflow_provider_orders.sandbox`` / ``orders-sandbox``: run both sandboxes until stopped.
 
-Prints both URLs, the demo ezCater orders it seeded and the exact ``export AIRFLOW_CONN_...='...'``
-lines for a shell; stops cleanly (exit code 0) on Ctrl-C or SIGTERM.
+Prints both URLs, the demo ezCater orders it seeded, how to place an ezCater order (which notifies the
+subscribers) and the exact ``export AIRFLOW_CONN_...='...'`` lines for a shell; stops cleanly (exit
+code 0) on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import signal
 import sys
@@ -14,6 +16,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_orders.sandbox._server import ADMIN_PREFIX
 from airflow_provider_orders.sandbox.datakitchen.http import DataKitchenSandbox
 from airflow_provider_orders.sandbox.datakitchen.models import (
     COMPLETED,
@@ -76,6 +79,12 @@ def _parser() -> argparse.ArgumentParser:
         help="GraphQL error codes as FEATURE_NOT_ENABLED (upper) or 'feature not enabled' (seed)",
     )
     ez.add_argument("--no-demo-orders", action="store_true", help="do not seed the demo ezCater orders")
+    ez.add_argument(
+        "--delivery-retry-base",
+        type=float,
+        default=1.0,
+        help="seconds before a failed notification delivery is retried, doubling each time (%(default)g)",
+    )
     parser.add_argument("--env-file", type=Path, help="also write the export lines to this file")
     parser.add_argument("--verbose", action="store_true", help="print one access log line per request")
     return parser
@@ -112,6 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             error_code_style=args.error_code_style,
             demo_orders=not args.no_demo_orders,
             verbose=args.verbose,
+            delivery_retry_base=args.delivery_retry_base,
         )
     except ValueError as exc:
         print(f"orders-sandbox: {exc}", file=sys.stderr)
@@ -143,7 +153,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             lines.append("Demo ezCater orders:")
             for name, uuid in ez.seed_demo_orders().items():
                 lines.append(f"  {uuid}  {name}")
+        place = shlex.quote(json.dumps({"headcount": 25}))
         lines += [
+            f"Place an ezCater order (subscribers get a notification): "
+            f"curl -X POST {ez.url}{ADMIN_PREFIX}place-order -d {place}",
             f"Admin routes: {dk.url}/_sandbox/...  and  {ez.url}/_sandbox/...  (see docs/sandbox.md)",
             "",
             "Point Airflow at them with:",
