@@ -89,9 +89,14 @@ class CallState:
             self.reached = True
 
 
-def describe_call(operation: Operation, order_id: str) -> str:
-    """``ezCater AcceptOrder (accept order '<id>')``: the call, in retry and budget messages."""
-    return f"ezCater {operation.name} ({operation.verb} order '{order_id}')"
+def describe_call(operation: Operation, order_id: str, *, subject: str | None = None) -> str:
+    """``ezCater AcceptOrder (accept order '<id>')``: the call, in retry and budget messages.
+
+    ``subject`` names what a call that is not about an order acts on (``the subscriber of connection
+    'x'``); by default it is ``order '<order_id>'``.
+    """
+    subject = subject or f"order '{order_id}'"
+    return f"ezCater {operation.name} ({operation.verb} {subject})"
 
 
 def scrub(endpoint: Endpoint, text: str) -> str:
@@ -127,12 +132,18 @@ def graphql_errors(
     status: int | None,
     headers: Mapping[str, str],
     errors: list[Any],
+    *,
+    subject: str | None = None,
 ) -> Exception:
-    """The error a GraphQL ``errors`` list means (whatever the HTTP status)."""
+    """The error a GraphQL ``errors`` list means (whatever the HTTP status).
+
+    ``subject``: what the call acts on when it is not an order (see :func:`describe_call`).
+    """
     parsed = [GraphQLError.from_api(err, secret=endpoint.token) for err in errors] or [
         GraphQLError("(no message)")
     ]
-    subject = f"order '{order_id}'"
+    about_order = subject is None
+    subject = subject or f"order '{order_id}'"
 
     def pick(
         predicate: Callable[[GraphQLError], bool], http_fallback: int | None = None
@@ -155,10 +166,13 @@ def graphql_errors(
             f"ezCater refused to {operation.verb} {subject}: {e.quoted}.", order_state=None, **kwargs(e)
         )
     if e := pick(lambda e: e.normalized_code == _FEATURE_NOT_ENABLED):
+        hint = (
+            "The accept/reject API is not enabled for the caterer's brand; ask ezCater to enable it."
+            if about_order
+            else "Ask ezCater to enable this feature for the API user."
+        )
         return FeatureNotEnabledError(
-            f"ezCater cannot {operation.verb} {subject}: {e.quoted}. The accept/reject API is not "
-            "enabled for the caterer's brand; ask ezCater to enable it.",
-            **kwargs(e),
+            f"ezCater cannot {operation.verb} {subject}: {e.quoted}. {hint}", **kwargs(e)
         )
     if e := pick(lambda e: e.statuscode == 401 or e.normalized_code in _UNAUTHENTICATED, http_fallback=401):
         return auth_error(endpoint, e.quoted, **kwargs(e))
@@ -175,7 +189,8 @@ def graphql_errors(
     if e := pick(lambda e: e.statuscode == 403 or e.normalized_code in _FORBIDDEN, http_fallback=403):
         return NotAuthorizedError(
             f"The ezCater API user of connection '{endpoint.conn_id}' may not {operation.verb} "
-            f"{subject}: {e.quoted}. Ask ezCater for access to the order's caterer.",
+            f"{subject}: {e.quoted}. Ask ezCater for access to "
+            + ("the order's caterer." if about_order else "it."),
             **kwargs(e),
         )
     first = parsed[0]
@@ -189,11 +204,17 @@ def graphql_errors(
     )
 
 
-def interpret(answer: Answer, operation: Operation, order_id: str, endpoint: Endpoint) -> dict[str, Any]:
-    """Map one answer to its ``data``, or raise the permanent error or RetryableError it means."""
+def interpret(
+    answer: Answer, operation: Operation, order_id: str, endpoint: Endpoint, *, subject: str | None = None
+) -> dict[str, Any]:
+    """Map one answer to its ``data``, or raise the permanent error or RetryableError it means.
+
+    ``subject``: what the call acts on when it is not an order (see :func:`describe_call`).
+    """
     status, headers, body, text = answer.status, answer.headers, answer.body, answer.text
     if isinstance(body, dict) and isinstance(body.get("errors"), list) and body["errors"]:
-        raise graphql_errors(endpoint, operation, order_id, status, headers, body["errors"])
+        raise graphql_errors(endpoint, operation, order_id, status, headers, body["errors"], subject=subject)
+    what = subject or f"order '{order_id}'"
     if status >= 400:
         snippet = scrub(endpoint, text.strip()[:300]) if text else ""
         quoted = f": {snippet}" if snippet else ""
@@ -202,14 +223,14 @@ def interpret(answer: Answer, operation: Operation, order_id: str, endpoint: End
             raise auth_error(endpoint, f"HTTP 401{quoted}", **kwargs)
         if status == 403:
             raise NotAuthorizedError(
-                f"ezCater at {endpoint.url} refused the request to {operation.verb} order '{order_id}' "
+                f"ezCater at {endpoint.url} refused the request to {operation.verb} {what} "
                 f"(HTTP 403){quoted}.",
                 **kwargs,
             )
         if is_transient_status(status):
             raise transient(operation, status, headers, snippet or None)
         raise RequestRejectedError(
-            f"ezCater at {endpoint.url} rejected the request to {operation.verb} order '{order_id}' "
+            f"ezCater at {endpoint.url} rejected the request to {operation.verb} {what} "
             f"(HTTP {status}){quoted}. Is the connection host the GraphQL endpoint URL?",
             **kwargs,
         )

@@ -95,6 +95,69 @@ REJECT_ORDER_MUTATION = Operation(
 )
 
 
+_SUBSCRIPTION_FIELDS = "eventEntity eventKey parentEntity parentId subscriberId"
+_SUBSCRIBER_FIELDS = "id name webhookUrl subscriptions { " + _SUBSCRIPTION_FIELDS + " }"
+
+SUBSCRIBERS_QUERY = Operation(
+    "Subscribers",
+    "subscribers",
+    "read",
+    "query Subscribers {\n  subscribers { " + _SUBSCRIBER_FIELDS + " }\n}\n",
+)
+CATERERS_QUERY = Operation(
+    "Caterers",
+    "caterers",
+    "read",
+    """query Caterers($ids: [ID!], $uuids: [ID!]) {
+  caterers(ids: $ids, uuids: $uuids) { id uuid name storeNumber }
+}
+""",
+)
+#: The only answer that carries ``webhookSecret``: never re-sent once it may have reached ezCater.
+CREATE_SUBSCRIBER_MUTATION = Operation(
+    "CreateSubscriber",
+    "createSubscriber",
+    "create",
+    """mutation CreateSubscriber($subscriberParams: CreateSubscriberParams!) {
+  createSubscriber(subscriberParams: $subscriberParams) {
+    subscriber { id name webhookUrl webhookSecret subscriptions { """
+    + _SUBSCRIPTION_FIELDS
+    + """ } }
+  }
+}
+""",
+    mutation=True,
+)
+UPDATE_SUBSCRIBER_MUTATION = Operation(
+    "UpdateSubscriber",
+    "updateSubscriber",
+    "update",
+    """mutation UpdateSubscriber($subscriberId: ID!, $subscriberParams: UpdateSubscriberParams!) {
+  updateSubscriber(subscriberId: $subscriberId, subscriberParams: $subscriberParams) {
+    subscriber { """
+    + _SUBSCRIBER_FIELDS
+    + """ }
+  }
+}
+""",
+    mutation=True,
+)
+CREATE_SUBSCRIPTION_MUTATION = Operation(
+    "CreateSubscription",
+    "createSubscription",
+    "create",
+    """mutation CreateSubscription($subscriptionParams: CreateSubscriptionParams!) {
+  createSubscription(subscriptionParams: $subscriptionParams) {
+    subscription { """
+    + _SUBSCRIPTION_FIELDS
+    + """ }
+  }
+}
+""",
+    mutation=True,
+)
+
+
 # ---------- The request of one call
 
 
@@ -401,8 +464,13 @@ async def send_async(
 
 __all__ = [
     "ACCEPT_ORDER_MUTATION",
+    "CATERERS_QUERY",
+    "CREATE_SUBSCRIBER_MUTATION",
+    "CREATE_SUBSCRIPTION_MUTATION",
     "ORDER_QUERY",
     "REJECT_ORDER_MUTATION",
+    "SUBSCRIBERS_QUERY",
+    "UPDATE_SUBSCRIBER_MUTATION",
     "Answer",
     "AnswerCarrier",
     "Operation",

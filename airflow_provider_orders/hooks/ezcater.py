@@ -15,6 +15,14 @@ never at module import.
 hook reads the order once: if an earlier attempt of this same call sent the mutation and lost the answer
 and the order is now ``accepted``, that attempt succeeded and the order is returned; otherwise
 :class:`InvalidStateTransitionError` carries the order's current state.
+
+Notifications (ezCater has no query that lists orders: a caterer learns of orders from webhooks):
+``get_caterers``, ``get_subscriber``, ``create_subscriber``, ``update_subscriber`` and
+``create_subscription``. Reads are retried like ``get_order``. ``create_subscriber``'s answer is the only
+copy of the webhook secret: once a request may have reached ezCater it is never sent again, and a lost
+answer raises :class:`SubscriberOutcomeUnknownError`. ``create_subscription`` and ``update_subscriber``
+read the subscriber again after a lost answer and count what they find there as done. The webhook secret
+is masked the moment it arrives and never logged.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import functools
 import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from airflow_provider_orders import __version__
 from airflow_provider_orders.exceptions import (
@@ -32,25 +41,33 @@ from airflow_provider_orders.exceptions import (
     NotAuthorizedError,
     OrderNotFoundError,
     OrdersProviderError,
+    PermanentOrdersError,
     RequestRejectedError,
 )
 from airflow_provider_orders.hooks._connection import (
     ConfiguredHook,
     ConnectionSettings,
     get_extra_str,
+    mask,
     normalize_url,
     parse_settings,
 )
 from airflow_provider_orders.hooks._ezcater_errors import (
     CallState,
+    LostAnswerError,
     client_failure,
     describe_call,
     interpret,
 )
 from airflow_provider_orders.hooks._ezcater_graphql import (
     ACCEPT_ORDER_MUTATION,
+    CATERERS_QUERY,
+    CREATE_SUBSCRIBER_MUTATION,
+    CREATE_SUBSCRIPTION_MUTATION,
     ORDER_QUERY,
     REJECT_ORDER_MUTATION,
+    SUBSCRIBERS_QUERY,
+    UPDATE_SUBSCRIBER_MUTATION,
     Operation,
     SendFailed,
     aload,
@@ -60,10 +77,23 @@ from airflow_provider_orders.hooks._ezcater_graphql import (
     send_sync,
 )
 from airflow_provider_orders.hooks._http import async_timeout
-from airflow_provider_orders.models.ezcater import OrderLifecycleState, lifecycle_state_of
+from airflow_provider_orders.models.ezcater import (
+    CATERER_PARENT_ENTITY,
+    ORDER_EVENT_ENTITY,
+    ORDER_EVENT_KEYS,
+    Caterer,
+    NewSubscriber,
+    OrderLifecycleState,
+    Subscriber,
+    Subscription,
+    caterers_from_api,
+    lifecycle_state_of,
+    subscribers_from_api,
+    webhook_secret_of,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Iterable, Mapping
 
     from airflow.sdk import Connection
     from gql import Client, GraphQLRequest
@@ -74,6 +104,140 @@ DEFAULT_ENDPOINT = "https://api.ezcater.com/graphql"
 DEFAULT_CLIENT_NAME = "airflow-provider-orders"
 #: Order id used by test_connection: no order has it, so "Couldn't find Order" proves the token works.
 PROBE_ORDER_ID = "00000000-0000-0000-0000-000000000000"
+#: The webhook receiver's path of a connection: ``/ezcater/webhooks/<conn_id>``.
+WEBHOOK_PATH_PREFIX = "/ezcater/webhooks/"
+#: Hosts a webhook URL may name over plain http (a receiver on this machine); any other needs https.
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+#: The connection extra that holds the webhook secret createSubscriber returned.
+WEBHOOK_SECRET_EXTRA = "webhook_secret"
+_MAX_URL_CHARS = 2048
+_MAX_ID_CHARS = 200
+
+
+class InvalidArgumentError(PermanentOrdersError, ValueError):
+    """An argument the hook refuses before calling ezCater (webhook URL, event key, caterer uuid, name)."""
+
+
+class SubscriberOutcomeUnknownError(PermanentOrdersError):
+    """createSubscriber may have reached ezCater but its answer (the only copy of the webhook secret) was
+    lost or unreadable. It is never sent again: the message says how to find the subscriber that may
+    exist."""
+
+
+def _rejected(error: OrdersProviderError, message: str) -> RequestRejectedError:
+    """``error`` (e.g. a "Couldn't find ..." read as an order not found) reworded for what was asked."""
+    rejected = RequestRejectedError(
+        message,
+        api_message=error.api_message,
+        http_status=error.http_status,
+        code=error.code,
+        api_detail=error.api_detail,
+    )
+    rejected.reached_api = error.reached_api
+    return rejected
+
+
+def webhook_path(conn_id: str) -> str:
+    """``/ezcater/webhooks/<conn_id>``: the path the webhook receiver of a connection answers on."""
+    return f"{WEBHOOK_PATH_PREFIX}{conn_id}"
+
+
+def check_webhook_url(url: Any) -> str:
+    """A webhook URL ezCater can deliver to, stripped: absolute, with a host, https (plain http only for
+    localhost / 127.0.0.1 / ::1), no credentials, no fragment.
+
+    :raises InvalidArgumentError: naming what is wrong.
+    """
+    text = url.strip() if isinstance(url, str) else ""
+    if not text:
+        raise InvalidArgumentError(f"The webhook URL must be a non-empty URL, got {url!r}.")
+    if len(text) > _MAX_URL_CHARS or any(c.isspace() for c in text):
+        raise InvalidArgumentError(
+            f"The webhook URL {text[:100]!r} must not contain spaces nor be longer than {_MAX_URL_CHARS} "
+            "characters."
+        )
+    try:
+        parts = urlsplit(text)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        raise InvalidArgumentError(f"The webhook URL {text!r} is not a usable URL ({exc}).") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("https", "http") or not host:
+        raise InvalidArgumentError(
+            f"The webhook URL {text!r} must be an absolute https:// URL with a host, such as "
+            f"https://airflow.example.com{webhook_path('ezcater_default')}."
+        )
+    if scheme == "http" and host.lower() not in LOOPBACK_HOSTS:
+        raise InvalidArgumentError(
+            f"The webhook URL {text!r} must use https: ezCater sends order notifications over the "
+            "internet (plain http is accepted only for localhost and 127.0.0.1)."
+        )
+    if parts.username is not None or parts.password is not None:
+        raise InvalidArgumentError(
+            f"The webhook URL of host {host!r} must not carry a user name or password: ezCater signs "
+            "each delivery with the webhook secret instead."
+        )
+    if parts.fragment:
+        raise InvalidArgumentError(f"The webhook URL {text!r} must not have a #fragment.")
+    return text
+
+
+def check_event_key(key: Any, event_entity: str = ORDER_EVENT_ENTITY) -> str:
+    """An event key in lower case; for ``Order`` one of :data:`ORDER_EVENT_KEYS`.
+
+    :raises InvalidArgumentError: naming the key and the keys ezCater knows.
+    """
+    text = key.strip().lower() if isinstance(key, str) else ""
+    if event_entity.strip().lower() == ORDER_EVENT_ENTITY.lower():
+        if text not in ORDER_EVENT_KEYS:
+            raise InvalidArgumentError(
+                f"Unknown ezCater order event key {key!r}: use one of {', '.join(ORDER_EVENT_KEYS)}."
+            )
+    elif not text or len(text) > _MAX_ID_CHARS or any(c.isspace() for c in text):
+        raise InvalidArgumentError(f"Event key {key!r} of {event_entity!r} must be a word such as 'updated'.")
+    return text
+
+
+def check_event_keys(keys: Iterable[str] | str) -> tuple[str, ...]:
+    """Order event keys from ``"submitted,cancelled"`` or an iterable, checked, de-duplicated, in order.
+
+    :raises InvalidArgumentError: an unknown key, or no key at all.
+    """
+    items = keys.split(",") if isinstance(keys, str) else list(keys)
+    checked: list[str] = []
+    for item in items:
+        if isinstance(item, str) and not item.strip():
+            continue
+        key = check_event_key(item)
+        if key not in checked:
+            checked.append(key)
+    if not checked:
+        raise InvalidArgumentError(f"Give at least one order event key: {', '.join(ORDER_EVENT_KEYS)}.")
+    return tuple(checked)
+
+
+def _check_id(value: Any, what: str) -> str:
+    text = str(value).strip() if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
+    if not text or len(text) > _MAX_ID_CHARS or any(c.isspace() for c in text):
+        raise InvalidArgumentError(f"The {what} must be a non-empty id without spaces, got {value!r}.")
+    return text
+
+
+def _check_ids(values: Iterable[Any] | str | None, what: str) -> list[str] | None:
+    if values is None:
+        return None
+    items = [values] if isinstance(values, (str, int)) else list(values)
+    return [_check_id(v, what) for v in items]
+
+
+def _check_name(name: Any) -> str:
+    text = name.strip() if isinstance(name, str) else ""
+    if not text or len(text) > _MAX_ID_CHARS:
+        raise InvalidArgumentError(
+            f"The subscriber name must be non-empty text of at most {_MAX_ID_CHARS} characters, got {name!r}."
+        )
+    return text
 
 
 @dataclass(frozen=True)
@@ -84,6 +248,8 @@ class _Config:
     settings: ConnectionSettings
     client_name: str
     client_version: str
+    #: Whether the extra ``webhook_secret`` is set (its value is not kept here).
+    webhook_secret_set: bool = False
 
     @property
     def secret(self) -> str:
@@ -106,6 +272,7 @@ class _Config:
             settings=parse_settings(extra, conn_id=conn_id, conn_type=ctype),
             client_name=get_extra_str(extra, "client_name", ctype) or DEFAULT_CLIENT_NAME,
             client_version=get_extra_str(extra, "client_version", ctype) or __version__,
+            webhook_secret_set=get_extra_str(extra, WEBHOOK_SECRET_EXTRA, ctype) is not None,
         )
 
     @property
@@ -123,7 +290,8 @@ class _Config:
 
 
 class EzCaterHook(ConfiguredHook[_Config]):
-    """Read, accept and reject ezCater catering orders through the GraphQL Orders API.
+    """Read, accept and reject ezCater catering orders through the GraphQL Orders API, and set up the
+    notifications (subscriber and subscriptions) that tell of new orders.
 
     :param ezcater_conn_id: Airflow connection of type ``ezcater``.
     """
@@ -232,6 +400,266 @@ class EzCaterHook(ConfiguredHook[_Config]):
         self.log.info("Rejected ezCater order %s (%s; now %s)", order_id, reason, lifecycle_state_of(order))
         return order
 
+    # ---------------------------------------------------------------- notifications (webhooks)
+
+    @property
+    def webhook_path(self) -> str:
+        """``/ezcater/webhooks/<conn_id>``: where this connection's webhook receiver answers."""
+        return webhook_path(self.ezcater_conn_id)
+
+    def has_webhook_secret(self) -> bool:
+        """Whether the connection's extra ``webhook_secret`` is set (its value is never returned)."""
+        return self._get_config().webhook_secret_set
+
+    def get_caterers(
+        self, ids: Iterable[str] | str | None = None, uuids: Iterable[str] | str | None = None
+    ) -> list[Caterer]:
+        """The caterers the API user may act for (``caterers`` query, not paged), optionally filtered by
+        numeric ``ids`` and/or ``uuids``."""
+        variables: dict[str, Any] = {}
+        checked_ids = _check_ids(ids, "caterer id")
+        checked_uuids = _check_ids(uuids, "caterer uuid")
+        if checked_ids is not None:
+            variables["ids"] = checked_ids
+        if checked_uuids is not None:
+            variables["uuids"] = checked_uuids
+        subject = f"the caterers of connection '{self.ezcater_conn_id}'"
+        data = self._call(CATERERS_QUERY, variables, "", CallState(), subject=subject)
+        return caterers_from_api(data.get(CATERERS_QUERY.root_field))
+
+    def get_subscriber(self) -> Subscriber | None:
+        """The API user's subscriber with its subscriptions; None when it has none yet.
+
+        ezCater allows one subscriber per API user; should the answer list several, the first is
+        returned (and a warning logged).
+        """
+        subscribers = self._read_subscribers()
+        if len(subscribers) > 1:
+            self.log.warning(
+                "ezCater lists %d subscribers for connection '%s' (%s); using the first",
+                len(subscribers),
+                self.ezcater_conn_id,
+                ", ".join(s.id for s in subscribers),
+            )
+        return subscribers[0] if subscribers else None
+
+    def create_subscriber(self, name: str, webhook_url: str) -> NewSubscriber:
+        """Create the API user's subscriber; its answer carries the webhook secret, once.
+
+        Store ``webhook_secret`` (e.g. as the connection's extra ``webhook_secret``) before anything
+        else: ezCater never shows it again. The request is retried only while it certainly never reached
+        ezCater (no connection, 408 / 429 / 503).
+
+        :raises InvalidArgumentError: the name or the webhook URL is refused (nothing was sent).
+        :raises SubscriberOutcomeUnknownError: the request may have reached ezCater but the answer was
+            lost; it is not sent again (run ``orders-ezcater status`` to see whether it exists).
+        """
+        name = _check_name(name)
+        url = check_webhook_url(webhook_url)
+        conn_id = self.ezcater_conn_id
+        subject = f"the subscriber of connection '{conn_id}' (webhook URL {url})"
+        operation = CREATE_SUBSCRIBER_MUTATION
+        variables = {"subscriberParams": {"name": name, "webhookUrl": url}}
+        state = CallState()
+
+        def unknown(why: str) -> str:
+            return (
+                f"The request to create the ezCater subscriber of connection '{conn_id}' (webhook URL "
+                f"{url}) may have reached ezCater, but {why}. It was not sent again: that answer is the only "
+                f"copy of the webhook secret. Run `orders-ezcater status --conn-id {conn_id}` to see whether "
+                "the subscriber exists. If it does, its webhook secret cannot be read again: ask ezCater to "
+                "delete that subscriber, then run `orders-ezcater subscribe` again."
+            )
+
+        def attempt(send: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+            try:
+                return send()
+            except LostAnswerError as lost:
+                raise SubscriberOutcomeUnknownError(
+                    unknown(f"its answer was lost ({lost.reason})"), http_status=lost.http_status
+                ) from lost
+
+        data = self._call(operation, variables, "", state, subject=subject, attempt=attempt)
+        payload = data.get(operation.root_field)
+        subscriber = Subscriber.from_api(payload.get("subscriber") if isinstance(payload, dict) else None)
+        secret = webhook_secret_of(payload)
+        if secret:
+            mask(secret)
+        if subscriber is None:
+            error = SubscriberOutcomeUnknownError(unknown("its answer carried no subscriber"))
+            error.reached_api = True
+            raise error
+        if secret is None:
+            error = SubscriberOutcomeUnknownError(
+                unknown(f"its answer named subscriber '{subscriber.id}' without a webhookSecret")
+            )
+            error.reached_api = True
+            raise error
+        self.log.info(
+            "Created ezCater subscriber %s (%s) for connection '%s' with webhook URL %s",
+            subscriber.id,
+            subscriber.name,
+            conn_id,
+            subscriber.webhook_url,
+        )
+        return NewSubscriber(subscriber=subscriber, webhook_secret=secret)
+
+    def update_subscriber(
+        self, subscriber_id: str, *, name: str | None = None, webhook_url: str | None = None
+    ) -> Subscriber:
+        """Change the subscriber's name and/or webhook URL; its webhook secret stays the same.
+
+        After a lost answer the subscriber is read again, and an update it already shows counts as done.
+        """
+        subscriber_id = _check_id(subscriber_id, "subscriber id")
+        params: dict[str, str] = {}
+        if name is not None:
+            params["name"] = _check_name(name)
+        if webhook_url is not None:
+            params["webhookUrl"] = check_webhook_url(webhook_url)
+        if not params:
+            raise InvalidArgumentError("Give a new name and/or webhook URL to update the subscriber with.")
+        conn_id = self.ezcater_conn_id
+        subject = f"subscriber '{subscriber_id}' of connection '{conn_id}'"
+        operation = UPDATE_SUBSCRIBER_MUTATION
+        state = CallState()
+
+        def applied() -> Subscriber | None:
+            for found in self._read_subscribers_once():
+                if found.id == subscriber_id and (
+                    params.get("name", found.name) == found.name
+                    and params.get("webhookUrl", found.webhook_url) == found.webhook_url
+                ):
+                    return found
+            return None
+
+        found: list[Subscriber] = []
+
+        def attempt(send: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+            if state.answer_lost and (done := applied()) is not None:
+                found.append(done)
+                return {}
+            return send()
+
+        try:
+            data = self._call(
+                operation,
+                {"subscriberId": subscriber_id, "subscriberParams": params},
+                "",
+                state,
+                subject=subject,
+                attempt=attempt,
+            )
+        except OrderNotFoundError as exc:  # "Couldn't find Subscriber"
+            raise _rejected(
+                exc,
+                f"ezCater has no subscriber '{subscriber_id}' for the API user of connection '{conn_id}': "
+                f"{exc.api_message or exc.message}. `orders-ezcater status --conn-id {conn_id}` shows its "
+                "subscriber.",
+            ) from exc
+        if found:
+            subscriber: Subscriber | None = found[0]
+            self.log.info(
+                "ezCater subscriber %s already shows the update an earlier attempt sent (its answer was "
+                "lost); counting it as done",
+                subscriber_id,
+            )
+        else:
+            payload = data.get(operation.root_field)
+            subscriber = Subscriber.from_api(payload.get("subscriber") if isinstance(payload, dict) else None)
+        if subscriber is None:
+            raise RequestRejectedError(
+                f"ezCater answered the request to update {subject} without the subscriber."
+            )
+        self.log.info(
+            "Updated ezCater subscriber %s of connection '%s': name %s, webhook URL %s",
+            subscriber.id,
+            conn_id,
+            subscriber.name,
+            subscriber.webhook_url,
+        )
+        return subscriber
+
+    def create_subscription(
+        self, subscriber_id: str, caterer_uuid: str, event_key: str, event_entity: str = ORDER_EVENT_ENTITY
+    ) -> Subscription:
+        """Subscribe ``subscriber_id`` to ``event_entity`` ``event_key`` of the caterer ``caterer_uuid``.
+
+        After a lost answer the subscriber is read again: the identical subscription found there is that
+        attempt's success (it is not created twice); not found, the request is sent again.
+
+        :raises InvalidArgumentError: an unknown event key, an empty id (nothing was sent).
+        """
+        subscriber_id = _check_id(subscriber_id, "subscriber id")
+        caterer_uuid = _check_id(caterer_uuid, "caterer uuid")
+        event_entity = _check_id(event_entity, "event entity")
+        event_key = check_event_key(event_key, event_entity)
+        conn_id = self.ezcater_conn_id
+        subject = (
+            f"the subscription of subscriber '{subscriber_id}' (connection '{conn_id}') to {event_entity} "
+            f"event '{event_key}' of caterer '{caterer_uuid}'"
+        )
+        operation = CREATE_SUBSCRIPTION_MUTATION
+        params = {
+            "eventEntity": event_entity,
+            "eventKey": event_key,
+            "parentEntity": CATERER_PARENT_ENTITY,
+            "parentId": caterer_uuid,
+            "subscriberId": subscriber_id,
+        }
+        state = CallState()
+
+        def existing() -> Subscription | None:
+            for subscriber in self._read_subscribers_once():
+                if subscriber.id == subscriber_id:
+                    return subscriber.find_subscription(caterer_uuid, event_key, event_entity)
+            return None
+
+        found: list[Subscription] = []
+
+        def attempt(send: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+            if state.answer_lost and (done := existing()) is not None:
+                found.append(done)
+                return {}
+            try:
+                return send()
+            except (RequestRejectedError, InvalidStateTransitionError):
+                # e.g. "already subscribed" after an attempt whose answer was lost: that one did it
+                if state.answer_lost and (done := existing()) is not None:
+                    found.append(done)
+                    return {}
+                raise
+
+        try:
+            data = self._call(
+                operation, {"subscriptionParams": params}, "", state, subject=subject, attempt=attempt
+            )
+        except OrderNotFoundError as exc:  # "Couldn't find Caterer" and the like
+            raise _rejected(
+                exc,
+                f"ezCater could not find caterer '{caterer_uuid}' to subscribe to its {event_entity} "
+                f"'{event_key}' events (connection '{conn_id}'): "
+                f"{exc.api_message or exc.message}. `orders-ezcater caterers --conn-id {conn_id}` lists "
+                "the caterers this API user may act for.",
+            ) from exc
+        if found:
+            self.log.info(
+                "%s exists: an earlier attempt of this call created it and lost the answer; counting it "
+                "as done",
+                subject[0].upper() + subject[1:],
+            )
+            return found[0]
+        payload = data.get(operation.root_field)
+        subscription = Subscription.from_api(
+            payload.get("subscription") if isinstance(payload, dict) else None
+        )
+        if subscription is None:
+            raise RequestRejectedError(
+                f"ezCater answered the request to create {subject} without the subscription."
+            )
+        self.log.info("Created %s", subject)
+        return subscription
+
     def test_connection(self) -> tuple[bool, str]:
         """Run the named ``Order`` query on a nil uuid: "Couldn't find Order" means the token works."""
         try:
@@ -277,19 +705,32 @@ class EzCaterHook(ConfiguredHook[_Config]):
     # ---------------------------------------------------------------- execution and results
 
     def _call(
-        self, operation: Operation, variables: dict[str, Any], order_id: str, state: CallState
+        self,
+        operation: Operation,
+        variables: dict[str, Any],
+        order_id: str,
+        state: CallState,
+        *,
+        subject: str | None = None,
+        attempt: Callable[[Callable[[], dict[str, Any]]], dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         """One sync call: attempts under the connection's retry policy; ``state`` notes lost answers.
 
         A failure says whether any attempt may have reached ezCater (``reached_api``): a mutation that
-        certainly never arrived proves nothing about the order's state.
+        certainly never arrived proves nothing about the order's state. ``subject`` names what a call that
+        is not about an order acts on; ``attempt``, given one attempt's ``send``, decides what an attempt
+        does (e.g. look before sending again, or refuse to send again after a lost answer).
         """
         try:
             config = self._get_config()
             request = graphql_request(operation, variables)
+
+            def send() -> dict[str, Any]:
+                return self._attempt_sync(config, operation, request, order_id, state, subject=subject)
+
             return config.settings.retry_policy.call(
-                lambda: self._attempt_sync(config, operation, request, order_id, state),
-                what=describe_call(operation, order_id),
+                send if attempt is None else (lambda: attempt(send)),
+                what=describe_call(operation, order_id, subject=subject),
                 log=self.log,
             )
         except OrdersProviderError as exc:
@@ -297,14 +738,39 @@ class EzCaterHook(ConfiguredHook[_Config]):
             raise
 
     def _attempt_sync(
-        self, config: _Config, operation: Operation, request: GraphQLRequest, order_id: str, state: CallState
+        self,
+        config: _Config,
+        operation: Operation,
+        request: GraphQLRequest,
+        order_id: str,
+        state: CallState,
+        *,
+        subject: str | None = None,
     ) -> dict[str, Any]:
         with state:
             try:
                 answer = send_sync(self._sync_transport(), request)
             except SendFailed as failed:
                 raise client_failure(config, operation, failed.error) from failed.error
-            return interpret(answer, operation, order_id, config)
+            return interpret(answer, operation, order_id, config, subject=subject)
+
+    def _subscribers_subject(self) -> str:
+        return f"the subscriber of connection '{self.ezcater_conn_id}'"
+
+    def _read_subscribers(self) -> list[Subscriber]:
+        """The ``subscribers`` query under the retry policy (a list, a single object or null)."""
+        data = self._call(SUBSCRIBERS_QUERY, {}, "", CallState(), subject=self._subscribers_subject())
+        return subscribers_from_api(data.get(SUBSCRIBERS_QUERY.root_field))
+
+    def _read_subscribers_once(self) -> list[Subscriber]:
+        """One attempt of the ``subscribers`` query inside an attempt of a mutation (whose retry policy
+        retries a failure of it)."""
+        config = self._get_config()
+        request = graphql_request(SUBSCRIBERS_QUERY, {})
+        data = self._attempt_sync(
+            config, SUBSCRIBERS_QUERY, request, "", CallState(), subject=self._subscribers_subject()
+        )
+        return subscribers_from_api(data.get(SUBSCRIBERS_QUERY.root_field))
 
     @staticmethod
     def _order(order_id: str, order: Any) -> dict[str, Any]:
@@ -376,7 +842,16 @@ class EzCaterHook(ConfiguredHook[_Config]):
 __all__ = [
     "ACCEPT_ORDER_MUTATION",
     "DEFAULT_ENDPOINT",
+    "LOOPBACK_HOSTS",
     "ORDER_QUERY",
     "REJECT_ORDER_MUTATION",
+    "WEBHOOK_PATH_PREFIX",
+    "WEBHOOK_SECRET_EXTRA",
     "EzCaterHook",
+    "InvalidArgumentError",
+    "SubscriberOutcomeUnknownError",
+    "check_event_key",
+    "check_event_keys",
+    "check_webhook_url",
+    "webhook_path",
 ]
