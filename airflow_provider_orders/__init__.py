@@ -169,6 +169,13 @@ def get_provider_info() -> dict[str, Any]:
                         "provider's version.",
                         "schema": {"type": ["string", "null"]},
                     },
+                    "webhook_secret": {
+                        "label": "Webhook secret",
+                        "description": "The secret ezCater returned when `orders-ezcater subscribe` created "
+                        "the subscriber; verifies the notifications posted to "
+                        "/ezcater/webhooks/<this connection id>.",
+                        "schema": {"type": ["string", "null"], "format": "password"},
+                    },
                 },
             },
         ],
