@@ -20,7 +20,13 @@ if TYPE_CHECKING:
 EXAMPLE_DAGS = Path(__file__).resolve().parents[1] / "example_dags"
 #: The `make demo` / `make airflow` driver: a script of the checkout, not a module of the package.
 DEMO_SCRIPT = Path(__file__).resolve().parents[1] / "dev" / "demo.py"
-EXAMPLE_DAG_IDS = {"example_order_pipeline", "example_accept_orders_from_conf", "example_reject_order"}
+EXAMPLE_DAG_IDS = {
+    "example_order_pipeline",
+    "example_accept_orders_from_conf",
+    "example_reject_order",
+    "example_accept_notified_orders",
+    "example_record_cancelled_orders",
+}
 #: example_order_pipeline's per-order tasks: a mapped task group, one wait → accept pair per catering order.
 WAIT = "catering_order.wait_until_submitted"
 ACCEPT = "catering_order.accept"
