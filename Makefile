@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEV_STAMP := $(VENV)/.installed-dev
 RUN_STAMP := $(VENV)/.installed-run
 
-.PHONY: demo airflow test test-e2e test-lifecycle lint fmt clean smoke bench
+.PHONY: demo airflow test test-e2e test-lifecycle test-notifications lint fmt clean smoke bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,7 @@ airflow: $(RUN_STAMP)
 
 ## test: the whole suite (sandboxes, hooks, operators via dag.test(), reliability matrix)
 test: $(DEV_STAMP)
-	$(BIN)/python -m pytest -m "not e2e and not lifecycle" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not e2e and not lifecycle and not notifications" $(PYTEST_ARGS)
 
 ## test-e2e: trigger example_order_pipeline from the Airflow UI in headless Chromium (real Airflow + sandboxes)
 test-e2e: $(DEV_STAMP)
@@ -45,6 +45,10 @@ test-e2e: $(DEV_STAMP)
 ## test-lifecycle: the lifecycle matrix (kills, clears, restarts) against a real Airflow, all cells at once
 test-lifecycle: $(DEV_STAMP)
 	$(BIN)/python -m pytest -m lifecycle tests/lifecycle $(PYTEST_ARGS)
+
+## test-notifications: ezCater deliveries -> receiver plugin -> asset events -> runs -> accepts, in a real Airflow
+test-notifications: $(DEV_STAMP)
+	$(BIN)/python -m pytest -m notifications tests/notifications $(PYTEST_ARGS)
 
 ## lint: ruff (lint + format check) and mypy
 lint: $(DEV_STAMP)
