@@ -14,6 +14,7 @@ idempotent, so only failures where the server certainly did not act reach this m
 from __future__ import annotations
 
 import email.utils
+import inspect
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -27,6 +28,13 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
 T = TypeVar("T")
+#: tenacity 9.2 renamed wait_exponential_jitter's ``initial`` to ``multiplier`` (the old name warns on
+#: every call, into task logs and the CLI's output); 8.x knows only ``initial``.
+_BACKOFF_BASE_ARG = (
+    "multiplier"
+    if "multiplier" in inspect.signature(tenacity.wait_exponential_jitter.__init__).parameters
+    else "initial"
+)
 
 #: Upper bound of one wait between attempts, whether from backoff or from ``Retry-After``.
 MAX_WAIT_SECONDS = 60.0
@@ -92,9 +100,8 @@ class RetryPolicy:
         error = outcome.exception() if outcome is not None else None
         if isinstance(error, RetryableError) and error.retry_after is not None:
             return min(error.retry_after, self.max_wait)
-        backoff = tenacity.wait_exponential_jitter(
-            initial=self.retry_delay, max=self.max_wait, jitter=self.retry_delay
-        )
+        first = {_BACKOFF_BASE_ARG: self.retry_delay}
+        backoff = tenacity.wait_exponential_jitter(max=self.max_wait, jitter=self.retry_delay, **first)
         return float(backoff(retry_state))
 
     def _tenacity_kwargs(self, what: str, log: logging.Logger | Any) -> dict[str, Any]:
