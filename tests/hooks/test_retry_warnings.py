@@ -4,11 +4,12 @@ that warning went to stdout with every retry (task logs, and the JSON output of 
 from __future__ import annotations
 
 import warnings
-from typing import Any
-
-import pytest
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_orders.hooks.ezcater import EzCaterHook
+
+if TYPE_CHECKING:
+    import pytest
 
 
 def test_a_retried_read_raises_no_deprecation_warning(
