@@ -177,6 +177,40 @@ def test_unverified_requests_create_nothing_and_look_the_same_for_any_connection
     assert requests.get(stack.webhook_url("ezcater_default"), timeout=10).status_code == 405
 
 
+def test_copies_of_one_delivery_racing_on_several_api_server_workers_create_one_event(
+    stack: NotificationStack,
+) -> None:
+    """The guard is in the metadata DB: 12 simultaneous copies (2 API-server workers) → one event, one accept."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    # An order of a caterer nobody subscribed to: the only notification of it is the one we send.
+    order_id = stack.ez.add_order(caterer_uuid="c0ffee00-0000-4000-8000-000000000002", headcount=25)
+    body = json.dumps(
+        {
+            "id": str(uuid.uuid4()),
+            "parent_type": "Caterer",
+            "parent_id": "c0ffee00-0000-4000-8000-000000000002",
+            "entity_type": "Order",
+            "entity_id": order_id,
+            "key": "submitted",
+            "occurred_at": "2026-12-01T05:00:00Z",
+            "payload": None,
+        }
+    ).encode()
+    header = signature.sign(stack.secrets["ezcater_default"], body, int(time.time()))
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        answers = list(
+            pool.map(lambda _: post_raw(stack, "ezcater_default", body, header).status_code, range(12))
+        )
+    assert sorted(answers) == [200] * 11 + [202]
+    wait_state(stack.ez, order_id, "accepted")
+    events = [
+        e for e in stack.asset_events("ezcater_default", "submitted") if e["extra"]["order_id"] == order_id
+    ]
+    assert len(events) == 1
+    assert mutations(stack.ez, order_id) == ["acceptOrder"]
+
+
 def test_a_burst_of_deliveries_accepts_every_order_exactly_once(stack: NotificationStack) -> None:
     orders = [stack.burst.place_order(headcount=25) for _ in range(BURST)]
     wait_until(
@@ -240,7 +274,7 @@ def test_a_delivery_before_any_dag_listens_is_refused_then_lands_once_one_does(
     assert len(events) == 1
 
 
-def test_no_secret_reaches_a_log_an_asset_event_or_an_xcom(stack: NotificationStack) -> None:
+def test_no_secret_reaches_a_log_or_an_asset_event(stack: NotificationStack) -> None:
     """Runs last: every component log and task log of the session, and every asset event's extra."""
     secrets = [*stack.secrets.values(), stack.ez.token]
     files = [*stack.cluster.artifacts.glob("*.log"), *(stack.cluster.home / "logs").rglob("*")]
