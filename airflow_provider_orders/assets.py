@@ -89,6 +89,7 @@ def order_ids_from_events(
     *,
     key: str | Iterable[str] | None = None,
     conn_id: str | None = None,
+    also: Iterable[Any] | None = None,
 ) -> list[str]:
     """The order ids a run's ``triggering_asset_events`` carry, oldest first, each once.
 
@@ -99,6 +100,8 @@ def order_ids_from_events(
         of events / event dicts.
     :param key: only events of this key (or keys), e.g. ``"submitted"``; default: every key.
     :param conn_id: only events of this connection's assets (a mapping input is needed to tell).
+    :param also: more order ids to add after the events' (e.g. a ``params["order_ids"]`` list for
+        replaying a missed notification by hand); blanks are dropped, the rest stripped.
     """
     keys = None if key is None else {k.strip().lower() for k in ([key] if isinstance(key, str) else key)}
     ids: list[str] = []
@@ -111,6 +114,10 @@ def order_ids_from_events(
             continue
         if order_id not in ids:
             ids.append(order_id)
+    for extra_id in also or ():
+        text = str(extra_id).strip() if extra_id is not None else ""
+        if text and text not in ids:
+            ids.append(text)
     return ids
 
 

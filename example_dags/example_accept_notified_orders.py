@@ -95,9 +95,12 @@ with DAG(
         triggering_asset_events: Any = None, params: dict[str, Any] | None = None
     ) -> list[str]:
         """The ids of the submitted orders this run was notified of, then those of the order_ids param."""
-        from_events = order_ids_from_events(triggering_asset_events, key="submitted", conn_id=EZCATER_CONN_ID)
-        from_params = [str(i).strip() for i in (params or {}).get("order_ids") or []]
-        order_ids = list(dict.fromkeys(i for i in [*from_events, *from_params] if i))
+        order_ids = order_ids_from_events(
+            triggering_asset_events,
+            key="submitted",
+            conn_id=EZCATER_CONN_ID,
+            also=(params or {}).get("order_ids"),
+        )
         log.info("%d order(s) to review: %s", len(order_ids), ", ".join(order_ids) or "none")
         return order_ids
 

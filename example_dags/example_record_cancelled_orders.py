@@ -53,9 +53,12 @@ with DAG(
         triggering_asset_events: Any = None, params: dict[str, Any] | None = None
     ) -> list[str]:
         """The ids of the cancelled orders this run was notified of, then those of the order_ids param."""
-        from_events = order_ids_from_events(triggering_asset_events, key="cancelled", conn_id=EZCATER_CONN_ID)
-        from_params = [str(i).strip() for i in (params or {}).get("order_ids") or []]
-        return list(dict.fromkeys(i for i in [*from_events, *from_params] if i))
+        return order_ids_from_events(
+            triggering_asset_events,
+            key="cancelled",
+            conn_id=EZCATER_CONN_ID,
+            also=(params or {}).get("order_ids"),
+        )
 
     @task
     def record_cancelled_order(order_id: str) -> dict[str, Any]:
