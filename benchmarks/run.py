@@ -30,6 +30,8 @@ BENCHMARKS = {
     "deferred_scale": "bench_deferred_scale.py",
     "deferred_scale_ezcater": "bench_deferred_scale_ezcater.py",
     "hook_overhead": "bench_hook_overhead.py",
+    # A real Airflow (PostgreSQL, 4 components) for ~10 min: tests/notifications/notif_harness.py.
+    "notifications": "bench_notifications.py",
 }
 
 
