@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEV_STAMP := $(VENV)/.installed-dev
 RUN_STAMP := $(VENV)/.installed-run
 
-.PHONY: demo airflow test test-e2e test-lifecycle test-notifications lint fmt clean smoke bench
+.PHONY: demo demo-notifications airflow test test-e2e test-lifecycle test-notifications lint fmt clean smoke bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ $(RUN_STAMP): pyproject.toml | $(BIN)/python
 # dev/demo.py is a script of this checkout, not part of the installed package.
 demo: $(RUN_STAMP)
 	$(BIN)/python dev/demo.py $(DEMO_ARGS)
+
+## demo-notifications: one ezCater order placed -> signed delivery -> receiver -> asset event -> DAG run -> accepted
+demo-notifications: $(RUN_STAMP)
+	$(BIN)/python dev/demo.py --notifications $(DEMO_ARGS)
 
 ## airflow: `airflow standalone` (UI on http://localhost:8080) with the example DAGs and the sandboxes
 airflow: $(RUN_STAMP)
