@@ -74,10 +74,19 @@ class NotificationStack:
         ids = [a["id"] for a in assets if a["uri"] == uri]
         if not ids:
             return []
-        return list(self.cluster.api("assets/events", asset_id=ids[0], limit=1000)["asset_events"])
+        return self._all("assets/events", "asset_events", asset_id=ids[0])
 
     def dag_runs(self, dag_id: str) -> list[dict[str, Any]]:
-        return list(self.cluster.api(f"dags/{dag_id}/dagRuns", limit=500)["dag_runs"])
+        return self._all(f"dags/{dag_id}/dagRuns", "dag_runs")
+
+    def _all(self, path: str, key: str, **params: Any) -> list[dict[str, Any]]:
+        """Every page of a list endpoint (Airflow answers at most 100 items per request)."""
+        items: list[dict[str, Any]] = []
+        while True:
+            page = self.cluster.api(path, limit=100, offset=len(items), **params)
+            items.extend(page[key])
+            if not page[key] or len(items) >= int(page["total_entries"]):
+                return items
 
 
 def subscribe(
