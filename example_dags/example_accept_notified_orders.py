@@ -108,6 +108,7 @@ with DAG(
     def review(order_id: str, params: dict[str, Any] | None = None) -> str:
         """Read the order and decide: accept, reject, or neither (it is no longer submitted)."""
         from airflow_provider_orders.hooks.ezcater import EzCaterHook
+        from airflow_provider_orders.models.ezcater import lifecycle_state_of
 
         capacity = int((params or {}).get("daily_headcount_capacity", 150))
         hook = EzCaterHook(ezcater_conn_id=EZCATER_CONN_ID)
@@ -115,7 +116,7 @@ with DAG(
             order = hook.get_order(order_id)
         finally:
             hook.close()
-        state = (order.get("lifecycle") or {}).get("orderIsCurrently")
+        state = lifecycle_state_of(order)
         caterer = (order.get("caterer") or {}).get("name") or (order.get("caterer") or {}).get("uuid")
         event = order.get("event") or {}
         headcount = event.get("headcount")
