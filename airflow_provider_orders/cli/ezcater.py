@@ -28,6 +28,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import urlsplit
 
+# stdlib only: ``--help`` and usage errors still import no Airflow
+from airflow_provider_orders.models.ezcater import ORDER_EVENT_KEYS, WEBHOOK_SECRET_EXTRA
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -39,9 +42,7 @@ DEFAULT_CONN_ID = "ezcater_default"
 DEFAULT_EVENTS = "submitted,cancelled"
 DEFAULT_SUBSCRIBER_NAME = "airflow-provider-orders"
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
-#: The order event keys ezCater documents (mirrors models.ezcater.ORDER_EVENT_KEYS; kept here so that
-#: ``--help`` does not import Airflow).
-_EVENT_KEYS_HELP = "submitted, accepted, rejected, cancelled, uncancelled"
+_EVENT_KEYS_HELP = ", ".join(ORDER_EVENT_KEYS)
 
 
 class UsageError(Exception):
@@ -161,7 +162,7 @@ def _store_instructions(hook: EzCaterHook, conn_id: str, where: str) -> list[str
             "conn_type": "ezcater",
             "host": hook.url,
             "password": "<ezCater API token>",
-            "extra": {"webhook_secret": "<webhook secret>"},
+            "extra": {WEBHOOK_SECRET_EXTRA: "<webhook secret>"},
         }
     )
     return [

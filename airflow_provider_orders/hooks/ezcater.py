@@ -81,6 +81,7 @@ from airflow_provider_orders.models.ezcater import (
     CATERER_PARENT_ENTITY,
     ORDER_EVENT_ENTITY,
     ORDER_EVENT_KEYS,
+    WEBHOOK_SECRET_EXTRA,
     Caterer,
     NewSubscriber,
     OrderLifecycleState,
@@ -89,6 +90,7 @@ from airflow_provider_orders.models.ezcater import (
     caterers_from_api,
     lifecycle_state_of,
     subscribers_from_api,
+    webhook_path,
     webhook_secret_of,
 )
 
@@ -104,12 +106,8 @@ DEFAULT_ENDPOINT = "https://api.ezcater.com/graphql"
 DEFAULT_CLIENT_NAME = "airflow-provider-orders"
 #: Order id used by test_connection: no order has it, so "Couldn't find Order" proves the token works.
 PROBE_ORDER_ID = "00000000-0000-0000-0000-000000000000"
-#: The webhook receiver's path of a connection: ``/ezcater/webhooks/<conn_id>``.
-WEBHOOK_PATH_PREFIX = "/ezcater/webhooks/"
 #: Hosts a webhook URL may name over plain http (a receiver on this machine); any other needs https.
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
-#: The connection extra that holds the webhook secret createSubscriber returned.
-WEBHOOK_SECRET_EXTRA = "webhook_secret"
 _MAX_URL_CHARS = 2048
 _MAX_ID_CHARS = 200
 
@@ -135,11 +133,6 @@ def _rejected(error: OrdersProviderError, message: str) -> RequestRejectedError:
     )
     rejected.reached_api = error.reached_api
     return rejected
-
-
-def webhook_path(conn_id: str) -> str:
-    """``/ezcater/webhooks/<conn_id>``: the path the webhook receiver of a connection answers on."""
-    return f"{WEBHOOK_PATH_PREFIX}{conn_id}"
 
 
 def check_webhook_url(url: Any) -> str:
@@ -845,7 +838,6 @@ __all__ = [
     "LOOPBACK_HOSTS",
     "ORDER_QUERY",
     "REJECT_ORDER_MUTATION",
-    "WEBHOOK_PATH_PREFIX",
     "WEBHOOK_SECRET_EXTRA",
     "EzCaterHook",
     "InvalidArgumentError",

@@ -116,6 +116,19 @@ class GraphQLError:
 #: and that a modification arrives as a second ``accepted``).
 ORDER_EVENT_KEYS: tuple[str, ...] = ("submitted", "accepted", "rejected", "cancelled", "uncancelled")
 
+#: Where the notification receiver is mounted on the Airflow API server, and its route under that mount:
+#: a connection's deliveries go to ``/ezcater/webhooks/<conn_id>`` (:func:`webhook_path`).
+WEBHOOK_URL_PREFIX = "/ezcater"
+WEBHOOK_ROUTE_PREFIX = "/webhooks/"
+#: The ezCater connection extra that holds the webhook secret createSubscriber returned.
+WEBHOOK_SECRET_EXTRA = "webhook_secret"
+
+
+def webhook_path(conn_id: str) -> str:
+    """``/ezcater/webhooks/<conn_id>``: the path the webhook receiver of a connection answers on."""
+    return f"{WEBHOOK_URL_PREFIX}{WEBHOOK_ROUTE_PREFIX}{conn_id}"
+
+
 #: Longest id / key / timestamp text a delivery may carry; longer values are not a delivery.
 _MAX_FIELD_CHARS = 200
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")
@@ -199,6 +212,11 @@ ORDER_EVENT_ENTITY = "Order"
 CATERER_PARENT_ENTITY = "Caterer"
 
 
+def _objects(value: Any) -> list[Any]:
+    """A field that should be a list of objects: a list as is, a lone object as a list of one, else []."""
+    return value if isinstance(value, list) else [value] if isinstance(value, Mapping) else []
+
+
 def _text(value: Any) -> str | None:
     """An id or name as stripped text (numbers too); None for missing, empty or non-text values."""
     if isinstance(value, bool) or not isinstance(value, (str, int)):
@@ -233,8 +251,7 @@ class Caterer:
 
 def caterers_from_api(value: Any) -> list[Caterer]:
     """The ``caterers`` field: a list (a single object or null tolerated); entries without uuid skipped."""
-    items = value if isinstance(value, list) else [value] if isinstance(value, Mapping) else []
-    return [c for c in (Caterer.from_api(item) for item in items) if c is not None]
+    return [c for c in (Caterer.from_api(item) for item in _objects(value)) if c is not None]
 
 
 @dataclass(frozen=True)
@@ -302,8 +319,7 @@ class Subscriber:
         subscriber_id = _text(subscriber.get("id"))
         if subscriber_id is None:
             return None
-        raw = subscriber.get("subscriptions")
-        items = raw if isinstance(raw, list) else [raw] if isinstance(raw, Mapping) else []
+        items = _objects(subscriber.get("subscriptions"))
         return cls(
             id=subscriber_id,
             name=_text(subscriber.get("name")) or "",
@@ -320,8 +336,7 @@ class Subscriber:
 
 def subscribers_from_api(value: Any) -> list[Subscriber]:
     """The ``subscribers`` field: a list, a single object, or null (no subscriber) all read."""
-    items = value if isinstance(value, list) else [value] if isinstance(value, Mapping) else []
-    return [s for s in (Subscriber.from_api(item) for item in items) if s is not None]
+    return [s for s in (Subscriber.from_api(item) for item in _objects(value)) if s is not None]
 
 
 def webhook_secret_of(payload: Any) -> str | None:
@@ -350,6 +365,9 @@ __all__ = [
     "FAILED_LIFECYCLE_STATES",
     "ORDER_EVENT_ENTITY",
     "ORDER_EVENT_KEYS",
+    "WEBHOOK_ROUTE_PREFIX",
+    "WEBHOOK_SECRET_EXTRA",
+    "WEBHOOK_URL_PREFIX",
     "Caterer",
     "Delivery",
     "DeliveryError",
@@ -364,5 +382,6 @@ __all__ = [
     "normalize_lifecycle_state",
     "normalize_states",
     "subscribers_from_api",
+    "webhook_path",
     "webhook_secret_of",
 ]

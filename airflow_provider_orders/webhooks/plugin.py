@@ -11,7 +11,7 @@ from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
 
-URL_PREFIX = "/ezcater"
+from airflow_provider_orders.models.ezcater import WEBHOOK_URL_PREFIX as URL_PREFIX
 
 
 class EzCaterWebhooksPlugin(AirflowPlugin):

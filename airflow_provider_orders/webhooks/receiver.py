@@ -37,7 +37,13 @@ from typing import TYPE_CHECKING, Any
 # FastAPI resolves the route's annotations at import time, so Request is a module-level import.
 from fastapi import Request  # noqa: TC002
 
-from airflow_provider_orders.models.ezcater import ORDER_EVENT_KEYS, Delivery, DeliveryError
+from airflow_provider_orders.models.ezcater import (
+    ORDER_EVENT_KEYS,
+    WEBHOOK_ROUTE_PREFIX,
+    WEBHOOK_SECRET_EXTRA,
+    Delivery,
+    DeliveryError,
+)
 from airflow_provider_orders.webhooks import signature
 
 if TYPE_CHECKING:
@@ -51,7 +57,6 @@ log = logging.getLogger(__name__)
 
 CONF_SECTION = "ezcater_webhooks"
 CONN_TYPE = "ezcater"
-SECRET_EXTRA = "webhook_secret"
 #: Connection ids Airflow accepts; anything else cannot name a connection and gets the same 401.
 _CONN_ID_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,250}$")
 UNAUTHORIZED = {"detail": "Missing or invalid X-Ezcater-Signature"}
@@ -101,12 +106,12 @@ def read_connection_secret(conn_id: str) -> str | None:
         extra = conn.extra_dejson
     except Exception:
         return None
-    secret = extra.get(SECRET_EXTRA) if isinstance(extra, dict) else None
+    secret = extra.get(WEBHOOK_SECRET_EXTRA) if isinstance(extra, dict) else None
     if not isinstance(secret, str) or not secret.strip():
         log.warning(
             "Connection %r has no %r extra: its deliveries are refused (run `orders-ezcater subscribe`)",
             conn_id,
-            SECRET_EXTRA,
+            WEBHOOK_SECRET_EXTRA,
         )
         return None
     return secret.strip()
@@ -173,7 +178,7 @@ def create_app(
                 return None
         return bytes(body)
 
-    @app.post("/webhooks/{conn_id}", include_in_schema=False)
+    @app.post(WEBHOOK_ROUTE_PREFIX + "{conn_id}", include_in_schema=False)
     async def receive(conn_id: str, request: Request) -> JSONResponse:
         body = await bounded_body(request)
         if body is None:
