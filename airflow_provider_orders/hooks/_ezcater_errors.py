@@ -89,14 +89,18 @@ class CallState:
             self.reached = True
 
 
+def _subject(order_id: str, subject: str | None) -> str:
+    """What a call acts on, in messages: ``subject`` when given, else ``order '<order_id>'``."""
+    return subject or f"order '{order_id}'"
+
+
 def describe_call(operation: Operation, order_id: str, *, subject: str | None = None) -> str:
     """``ezCater AcceptOrder (accept order '<id>')``: the call, in retry and budget messages.
 
     ``subject`` names what a call that is not about an order acts on (``the subscriber of connection
     'x'``); by default it is ``order '<order_id>'``.
     """
-    subject = subject or f"order '{order_id}'"
-    return f"ezCater {operation.name} ({operation.verb} {subject})"
+    return f"ezCater {operation.name} ({operation.verb} {_subject(order_id, subject)})"
 
 
 def scrub(endpoint: Endpoint, text: str) -> str:
@@ -143,7 +147,7 @@ def graphql_errors(
         GraphQLError("(no message)")
     ]
     about_order = subject is None
-    subject = subject or f"order '{order_id}'"
+    subject = _subject(order_id, subject)
 
     def pick(
         predicate: Callable[[GraphQLError], bool], http_fallback: int | None = None
@@ -214,7 +218,7 @@ def interpret(
     status, headers, body, text = answer.status, answer.headers, answer.body, answer.text
     if isinstance(body, dict) and isinstance(body.get("errors"), list) and body["errors"]:
         raise graphql_errors(endpoint, operation, order_id, status, headers, body["errors"], subject=subject)
-    what = subject or f"order '{order_id}'"
+    what = _subject(order_id, subject)
     if status >= 400:
         snippet = scrub(endpoint, text.strip()[:300]) if text else ""
         quoted = f": {snippet}" if snippet else ""
