@@ -240,6 +240,15 @@ def migrate_db(home: AirflowHome, env: dict[str, str], log: TextIO) -> bool:
     return rc == 0
 
 
+def migrate_standalone_db(home: AirflowHome, env: dict[str, str], log_path: Path) -> bool:
+    """:func:`migrate_db` with its output appended to the standalone log; on failure, say where it is."""
+    with log_path.open("a") as log:
+        if migrate_db(home, env, log):
+            return True
+    _print(f"`airflow db migrate` failed; see {log_path}", file=sys.stderr)
+    return False
+
+
 _TASK_START = re.compile(r"\[DAG TEST\] starting task_id=(?P<task>\S+) map_index=(?P<index>-?\d+)")
 #: The last line of a traceback: ``package.module.SomeError: the message``.
 _EXCEPTION = re.compile(r"^(?P<type>[A-Za-z_][\w.]*(?:Error|Exception|Timeout)): (?P<message>.+)$")
@@ -677,10 +686,8 @@ def run_standalone(home: AirflowHome, project: Path, port: int) -> int:
         # The subscriber (and so its secret) exists before Airflow starts: the connection carries it.
         subscriber = create_subscriber(ez, port)
         env = standalone_env(home, boxes, port, subscriber.env())
-        with log_path.open("a") as log:
-            if not migrate_db(home, env, log):
-                _print(f"`airflow db migrate` failed; see {log_path}", file=sys.stderr)
-                return 1
+        if not migrate_standalone_db(home, env, log_path):
+            return 1
         _print(
             f"- Sandboxes up: DataKitchen {boxes.datakitchen.url}, ezCater {ez.url}",
             f"- Starting `airflow standalone` (under a minute; its output goes to {log_path}) ...",
@@ -930,10 +937,8 @@ def run_notifications(home: AirflowHome, project: Path, port: int, timeout: floa
             "webhook_secret extra of the ezcater_default connection)",
         )
         env = standalone_env(home, boxes, port, subscriber.env())
-        with log_path.open("a") as log:
-            if not migrate_db(home, env, log):
-                _print(f"`airflow db migrate` failed; see {log_path}", file=sys.stderr)
-                return 1
+        if not migrate_standalone_db(home, env, log_path):
+            return 1
         _print(
             f"- Starting `airflow standalone` (api-server, scheduler, dag-processor, triggerer; SQLite) on "
             f"port {port}; output: {rel(log_path)}"
