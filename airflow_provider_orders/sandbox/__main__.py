@@ -19,11 +19,8 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_orders.sandbox._server import ADMIN_PREFIX
 from airflow_provider_orders.sandbox.datakitchen.http import DataKitchenSandbox
 from airflow_provider_orders.sandbox.datakitchen.models import (
-    COMPLETED,
     DEFAULT_KITCHEN,
     DEFAULT_RECIPE,
-    ERROR,
-    STOPPED,
 )
 
 if TYPE_CHECKING:
@@ -113,8 +110,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         "active_seconds": args.active_seconds,
     }
     try:
-        for variation, outcome in (("success", COMPLETED), ("fails", ERROR), ("stopped", STOPPED)):
-            dk.add_variation(DEFAULT_KITCHEN, DEFAULT_RECIPE, variation, outcome, **durations)
+        # Only the timings change: each demo variation keeps its nodes, tests and failure text.
+        for variation in ("success", "fails", "stopped"):
+            spec = dk.model.lookup(DEFAULT_KITCHEN, DEFAULT_RECIPE, variation)
+            dk.add_variation(
+                DEFAULT_KITCHEN,
+                DEFAULT_RECIPE,
+                variation,
+                spec.outcome,
+                nodes=spec.nodes,
+                failing_node=spec.failing_node,
+                tests=spec.tests,
+                log_lines_per_node=spec.log_lines_per_node,
+                orderrun_status=spec.orderrun_status,
+                **durations,
+            )
         ez = EzCaterSandbox(
             args.ez_port,
             args.ez_token,
@@ -146,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ]
         lines = [
             f"DataKitchen sandbox: {dk.url}  (login {dk.username} / {dk.password}; "
-            f"kitchen {DEFAULT_KITCHEN}, recipe {DEFAULT_RECIPE}, variations success, fails, stopped, slow)",
+            f"kitchen {DEFAULT_KITCHEN}, recipe {DEFAULT_RECIPE}, variations success, fails, stopped, slow, flaky, fails-data-test, noisy-failure)",
             f"ezCater sandbox:     {ez.graphql_url}  (token {ez.token})",
         ]
         if ez.demo_orders:

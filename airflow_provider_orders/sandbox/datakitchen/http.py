@@ -14,10 +14,30 @@ Routes (route names in brackets are what the request log and :meth:`inject_fault
   tolerated) -> ``{"servings": [...]}`` newest first, empty until the run starts.
 * ``POST /v2/order/details/{kitchen}`` [details]: ``{"serving_hid"}`` (or ``{"serving_book_hid"}``)
   -> ``{"kitchenname", "orders": [{"hid", "order-status"}], "servings": [...]}``; unknown run -> 404.
-* ``GET /v2/order/status/{kitchen}`` [order_status] (query ``r`` = recipe, ``count``) -> the kitchen's
-  orders newest first with their ``order-status``, and all their started runs.
-* ``PUT /v2/serving/stop/{run_id}`` [stop_run], ``PUT /v2/order/stop/{order_id}`` [stop_order],
-  ``PUT /v2/order/resume/{run_id}`` [resume_run].
+  With ``"logs": true`` ``servings[0]["log"] = {"lines": [{"datetime", "node", "message", "level"}]}``
+  (oldest first; the failing node's last line is level ERROR with the failure text); with
+  ``"testresults": true`` ``servings[0]["testresults"]`` is the text report (see
+  :meth:`~airflow_provider_orders.sandbox.datakitchen.models.OrderRun.test_report`).
+* ``GET /v2/order/logs/{kitchen}/{run_id}`` [logs] -> ``{"log": {"lines": [...]}}`` (the same lines).
+* ``GET /v2/order/status/{kitchen}`` [order_status]: query ``recipe`` (alias ``r``), ``variation``,
+  ``orderStatus``, ``orderRunStatus`` (comma-separated values allowed), ``timePeriod`` (minutes back
+  from now), ``search`` (substring of order id, recipe, variation or the overrides' JSON),
+  ``servingsCount`` (runs per order), ``count`` (orders) -> ``{"kitchenname", "orders": [{"hid",
+  "order-status", "recipe_name", "variation_name", "variable_overrides", "created_time",
+  "created_by", "schedule"}], "servings": [...]}``, orders newest first, the listed orders' started
+  runs newest start first. An order is listed ``listing_delay_seconds`` after its create.
+* ``PUT /v2/serving/stop/{run_id}`` [stop_run], ``PUT /v2/order/stop/{order_id}`` [stop_order].
+* ``PUT /v2/order/resume/{run_id}`` [resume_run]: body ``{"kitchen_name"}`` or ``{"serving_hid",
+  "kitchen_name", "skip-failed-nodes", "parameters"}`` -> 200 ``{"status": "success", "order_id",
+  "serving_hid": <new run>}`` (no ``serving_hid`` with ``resume_answer_has_run_id=False``); the run
+  becomes SERVING_RERAN and a new run of the order starts at the failed node. A run that is not
+  SERVING_ERROR / STOPPED_SERVING -> 400; unknown run -> 404.
+
+Admin routes besides the shared ones: ``POST /_sandbox/expire-tokens``, ``GET|POST /_sandbox/catalogue``,
+``POST /_sandbox/runs/{run_id}/finish``, ``POST /_sandbox/scheduled-orders`` (``{kitchen, recipe,
+variation, parameters?}`` -> 201 ``{"order_id"}``), ``POST|GET|DELETE /_sandbox/schedules`` and
+``DELETE /_sandbox/schedules/{id}`` (``{kitchen, recipe, variation, every_seconds, parameters?}`` ->
+201 ``{"schedule_id", "every_seconds"}``).
 
 Every route but login needs ``Authorization: Bearer <jwt>``. An expired, revoked, unknown or garbled
 token gets 401 ``{"code": "token_expired", "description": "token is expired"}`` (DataKitchen's
@@ -35,7 +55,9 @@ with ``web_app_url`` pointing at the sandbox open something.
 from __future__ import annotations
 
 import html
+import itertools
 import json
+import threading
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -50,6 +72,7 @@ from airflow_provider_orders.sandbox._server import (
 from airflow_provider_orders.sandbox.datakitchen.models import (
     COMPLETED,
     DEFAULT_CUSTOMER,
+    DEFAULT_NODES,
     CatalogueLookupError,
     DataKitchenError,
     DataKitchenModel,
@@ -63,7 +86,7 @@ from airflow_provider_orders.sandbox.datakitchen.models import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
 TOKEN_EXPIRED_BODY = {"code": "token_expired", "description": "token is expired"}
 MISSING_TOKEN_BODY = {
@@ -80,6 +103,7 @@ _ROUTES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("PUT", ("v2", "order", "create", "{kitchen}", "{recipe}", "{variation}"), "create_order"),
     ("GET", ("v2", "order", "servings", "{kitchen}", "{order_id}"), "servings"),
     ("POST", ("v2", "order", "details", "{kitchen}"), "details"),
+    ("GET", ("v2", "order", "logs", "{kitchen}", "{run_id}"), "logs"),
     ("GET", ("v2", "order", "status", "{kitchen}"), "order_status"),
     ("PUT", ("v2", "serving", "stop", "{run_id}"), "stop_run"),
     ("PUT", ("v2", "order", "stop", "{order_id}"), "stop_order"),
@@ -142,6 +166,10 @@ class DataKitchenSandbox(SandboxServer):
     :param demo_catalogue: start with kitchen ``demo-kitchen``, recipe ``demo-recipe``, variations
         ``success`` / ``fails`` / ``stopped`` / ``slow`` (False: empty catalogue).
     :param clock: epoch-seconds clock (tests can pass a fake one to walk runs deterministically).
+    :param resume_answer_has_run_id: the resume answer carries the new run's id as ``serving_hid``
+        (False: only ``order_id``, all DataKitchen documents).
+    :param listing_delay_seconds: an order shows in the order list (``GET /v2/order/status``) only this
+        long after it was created (its runs and details are there at once).
     :param verbose: print an access log line per request to stderr.
     """
 
@@ -160,6 +188,8 @@ class DataKitchenSandbox(SandboxServer):
         refresh_within: float | None = None,
         demo_catalogue: bool = True,
         clock: Callable[[], float] | None = None,
+        resume_answer_has_run_id: bool = True,
+        listing_delay_seconds: float = 0.0,
         verbose: bool = False,
     ) -> None:
         if id_key not in ("order_id", "serving_hid"):
@@ -175,10 +205,22 @@ class DataKitchenSandbox(SandboxServer):
         )
         self.id_key = id_key
         self.refresh_within = refresh_within
+        self.resume_answer_has_run_id = resume_answer_has_run_id
+        if listing_delay_seconds < 0:
+            raise ValueError(f"listing_delay_seconds must not be negative, got {listing_delay_seconds}")
+        self.listing_delay_seconds = float(listing_delay_seconds)
+        self._schedules: dict[str, _Ticker] = {}
+        self._schedule_ids = itertools.count(1)
+        self._schedules_lock = threading.Lock()
 
     def __enter__(self) -> DataKitchenSandbox:
         self.start()
         return self
+
+    def stop(self) -> None:
+        """Stop the schedule tickers, then the server (idempotent)."""
+        self.clear_schedules()
+        super().stop()
 
     # ---------------------------------------------------------------- Python API
     @property
@@ -203,12 +245,24 @@ class DataKitchenSandbox(SandboxServer):
         planned_seconds: float = 0.2,
         active_seconds: float = 0.5,
         orderrun_status: str | None = None,
+        *,
+        nodes: Iterable[str] = DEFAULT_NODES,
+        failing_node: str | None = None,
+        fail_runs: int | None = None,
+        tests: Iterable[Any] = (),
+        log_lines_per_node: int = 3,
     ) -> Variation:
         """Add (or replace) a catalogue variation; kitchen and recipe are created as needed.
 
         Runs of it stay unlisted for ``queue_seconds``, are PLANNED_SERVING for ``planned_seconds``,
         ACTIVE_SERVING for ``active_seconds``, then end in ``outcome`` (COMPLETED_SERVING,
         SERVING_ERROR or STOPPED_SERVING) with ``orderrun_status`` (a default text per outcome).
+
+        While active a run works through ``nodes`` in turn; one that does not complete ends at
+        ``failing_node`` (default: the last-but-one node). ``fail_runs=N``: the first N runs of an
+        order fail (SERVING_ERROR), later ones (resumes) complete. ``tests``: data tests as
+        ``{"node", "name", "status": PASSED|WARNING|FAILED, "message"}`` (or tuples / TestSpec).
+        ``log_lines_per_node``: log lines each node that ran writes.
         """
         return self.model.add_variation(
             kitchen,
@@ -219,7 +273,68 @@ class DataKitchenSandbox(SandboxServer):
             planned_seconds=planned_seconds,
             active_seconds=active_seconds,
             orderrun_status=orderrun_status,
+            nodes=nodes,
+            failing_node=failing_node,
+            fail_runs=fail_runs,
+            tests=tests,
+            log_lines_per_node=log_lines_per_node,
         )
+
+    def start_scheduled_order(
+        self, kitchen: str, recipe: str, variation: str, parameters: dict[str, Any] | None = None
+    ) -> str:
+        """Start an order as DataKitchen's own scheduler would (no API request; ``created_by``
+        ``DataKitchen Scheduler``, ``schedule`` ``scheduled``); returns the order id."""
+        return self.model.start_scheduled_order(kitchen, recipe, variation, parameters).order_id
+
+    def schedule_variation(
+        self,
+        kitchen: str,
+        recipe: str,
+        variation: str,
+        every_seconds: float,
+        parameters: dict[str, Any] | None = None,
+    ) -> str:
+        """Start a scheduled order of the variation every ``every_seconds`` (real time; the first one
+        ``every_seconds`` from now) until :meth:`unschedule`, :meth:`reset` or :meth:`stop`.
+        Returns the schedule's id."""
+        if not every_seconds > 0:
+            raise ValueError(f"every_seconds must be positive, got {every_seconds}")
+        self.model.lookup(kitchen, recipe, variation)  # unknown variation: fail now, not in the thread
+        with self._schedules_lock:
+            schedule_id = f"schedule-{next(self._schedule_ids)}"
+            ticker = _Ticker(
+                schedule_id,
+                float(every_seconds),
+                lambda: self.model.start_scheduled_order(kitchen, recipe, variation, parameters),
+            )
+            self._schedules[schedule_id] = ticker
+        ticker.start()
+        return schedule_id
+
+    def unschedule(self, schedule_id: str) -> bool:
+        """Stop one schedule; False if there is no such schedule."""
+        with self._schedules_lock:
+            ticker = self._schedules.pop(schedule_id, None)
+        if ticker is None:
+            return False
+        ticker.cancel()
+        return True
+
+    def clear_schedules(self) -> int:
+        """Stop every schedule (their threads end); returns how many there were."""
+        with self._schedules_lock:
+            tickers = list(self._schedules.values())
+            self._schedules.clear()
+        for ticker in tickers:
+            ticker.cancel()
+        return len(tickers)
+
+    @property
+    def schedules(self) -> dict[str, float]:
+        """schedule id -> every_seconds of the running schedules."""
+        with self._schedules_lock:
+            return {sid: t.every_seconds for sid, t in self._schedules.items()}
 
     @property
     def orders(self) -> dict[str, Order]:
@@ -258,6 +373,7 @@ class DataKitchenSandbox(SandboxServer):
 
     # ---------------------------------------------------------------- SandboxServer hooks
     def _reset_state(self) -> None:
+        self.clear_schedules()
         self.model.reset()
 
     def _admin_orders(self) -> Any:
@@ -284,7 +400,8 @@ class DataKitchenSandbox(SandboxServer):
             except (TypeError, ValueError) as exc:
                 raise AdminError(
                     f"cannot add the variation: {exc}; fields: kitchen, recipe, variation, outcome, "
-                    "queue_seconds, planned_seconds, active_seconds, orderrun_status"
+                    "queue_seconds, planned_seconds, active_seconds, orderrun_status, nodes, failing_node, "
+                    "fail_runs, tests, log_lines_per_node"
                 ) from exc
             return Response.json(
                 201,
@@ -297,8 +414,48 @@ class DataKitchenSandbox(SandboxServer):
                     "planned_seconds": added.planned_seconds,
                     "active_seconds": added.active_seconds,
                     "orderrun_status": added.final_text(),
+                    "nodes": list(added.nodes),
+                    "failing_node": added.failing,
+                    "fail_runs": added.fail_runs,
+                    "tests": [
+                        {"node": t.node, "name": t.name, "status": t.status, "message": t.message}
+                        for t in added.tests
+                    ],
+                    "log_lines_per_node": added.log_lines_per_node,
                 },
             )
+        if name == "scheduled-orders" and request.method == "POST":
+            fields = _admin_fields(
+                admin_object(request), required=("kitchen", "recipe", "variation"), optional=("parameters",)
+            )
+            try:
+                order_id = self.start_scheduled_order(**fields)
+            except DataKitchenError as exc:
+                raise AdminError(f"cannot start a scheduled order: {exc}") from exc
+            return Response.json(201, {"order_id": order_id})
+        if name == "schedules" and request.method == "POST":
+            fields = _admin_fields(
+                admin_object(request),
+                required=("kitchen", "recipe", "variation", "every_seconds"),
+                optional=("parameters",),
+            )
+            try:
+                fields["every_seconds"] = float(fields["every_seconds"])
+                schedule_id = self.schedule_variation(**fields)
+            except (TypeError, ValueError, DataKitchenError) as exc:
+                raise AdminError(f"cannot schedule the variation: {exc}") from exc
+            return Response.json(201, {"schedule_id": schedule_id, "every_seconds": fields["every_seconds"]})
+        if name == "schedules" and request.method == "GET":
+            return Response.json(
+                200,
+                {"schedules": [{"schedule_id": k, "every_seconds": v} for k, v in self.schedules.items()]},
+            )
+        if name == "schedules" and request.method == "DELETE":
+            return Response.json(200, {"cleared": self.clear_schedules()})
+        if len(parts) == 2 and parts[0] == "schedules" and request.method == "DELETE":
+            if not self.unschedule(parts[1]):
+                return Response.json(404, {"error": f"no schedule {parts[1]}"})
+            return Response.json(200, {"cleared": 1})
         return None
 
     def _route(self, request: Request) -> Route:
@@ -346,7 +503,10 @@ class DataKitchenSandbox(SandboxServer):
                 if left < self.refresh_within:
                     refreshed = self.model.issue_token(token.username)
         try:
-            response = handler(request, params, token)
+            # one snapshot per answer: a run cannot be stopped or resumed (nor a scheduled order
+            # added) while its serving, log or test report is being read
+            with self.model.lock:
+                response = handler(request, params, token)
         except DataKitchenError as exc:
             response = Response.json(_STATUS_BY_ERROR[type(exc)], error_body(exc.message, exc.detail))
         if refreshed is not None:
@@ -428,7 +588,7 @@ class DataKitchenSandbox(SandboxServer):
             if payload.get("logs"):
                 serving["log"] = {"lines": run.log_lines(now)}
             if payload.get("testresults"):
-                serving["testresults"] = _test_results(serving["status"])
+                serving["testresults"] = run.test_report(now)
             servings = [serving]
         elif isinstance(order_id, str) and order_id:
             order = self.model.order_details(kitchen, order_id)
@@ -447,40 +607,55 @@ class DataKitchenSandbox(SandboxServer):
             },
         )
 
+    def _logs(self, request: Request, params: dict[str, str], token: TokenInfo | None) -> Response:
+        _, _, run = self.model.run_details(params["kitchen"], params["run_id"])
+        return Response.json(200, {"log": {"lines": run.log_lines(self.model.clock())}})
+
     def _order_status(self, request: Request, params: dict[str, str], token: TokenInfo | None) -> Response:
         kitchen = params["kitchen"]
-        recipe = request.param("r")
-        orders = self.model.list_orders(kitchen, recipe)
+        label = f"kitchen ({kitchen})"
+
+        def number(name: str, what: str) -> float | None:
+            text = request.param(name)
+            if text is None or not text.strip():
+                return None
+            try:
+                value = float(text)
+            except ValueError:
+                value = -1.0
+            if not value >= 0:
+                raise InvalidRequestError(label, f"{name} must be {what}, got {text!r}")
+            return value
+
         try:
-            count = int(request.param("count") or 0)
+            count = int(request.param("count") or 0)  # a count that is not a number: no limit, as before
         except ValueError:
             count = 0
-        if count > 0:
-            orders = orders[:count]
-        now = self.model.clock()
-        servings = sorted(
-            (s for o in orders for s in o.servings(now)),
-            key=lambda s: s["timings"]["start-time"],
-            reverse=True,
+        period = number("timePeriod", "a number of minutes (0 or more)")
+        per_order = number("servingsCount", "a whole number of order runs (0 or more)")
+        orders = self.model.list_orders(
+            kitchen,
+            request.param("recipe") or request.param("r"),
+            variation=request.param("variation"),
+            order_status=request.param("orderStatus"),
+            run_status=request.param("orderRunStatus"),
+            time_period_minutes=period,
+            search=request.param("search"),
+            count=count,
+            listing_delay=self.listing_delay_seconds,
         )
+        run_statuses = {v.strip() for v in (request.param("orderRunStatus") or "").split(",") if v.strip()}
+        now = self.model.clock()
+        servings: list[dict[str, Any]] = []
+        for order in orders:
+            runs = order.servings(now)
+            if run_statuses:
+                runs = [r for r in runs if r["status"] in run_statuses]
+            servings += runs[: int(per_order)] if per_order is not None else runs
+        servings.sort(key=lambda s: s["timings"]["start-time"], reverse=True)
         return Response.json(
             200,
-            {
-                "kitchenname": kitchen,
-                "orders": [
-                    {
-                        "hid": o.order_id,
-                        "order-status": o.order_status(now),
-                        "recipe_name": o.recipe,
-                        "variation_name": o.variation,
-                        "variable_overrides": o.parameters,
-                        "created_time": int(o.created_at * 1000),
-                        "created_by": o.created_by,
-                    }
-                    for o in orders
-                ],
-                "servings": servings,
-            },
+            {"kitchenname": kitchen, "orders": [o.listing(now) for o in orders], "servings": servings},
         )
 
     def _kitchen_from_body(self, request: Request) -> str | None:
@@ -519,8 +694,28 @@ class DataKitchenSandbox(SandboxServer):
         )
 
     def _resume_run(self, request: Request, params: dict[str, str], token: TokenInfo | None) -> Response:
-        run = self.model.resume_run(params["run_id"], kitchen=self._kitchen_from_body(request))
-        return Response.json(200, {"status": "success", "order_id": run.order_id, "serving_hid": run.hid})
+        run_id = params["run_id"]
+        # DKUtils sends {"kitchen_name"}; DKCloudCommand {"serving_hid", "kitchen_name",
+        # "skip-failed-nodes", "parameters"?}. A body that is not a JSON object is ignored, as before.
+        payload = request.json_object() or {}
+        kitchen = payload.get("kitchen_name")
+        parameters = payload.get("parameters")
+        if parameters is not None and not isinstance(parameters, dict):
+            raise InvalidRequestError(
+                f"order run ({run_id})",
+                f'"parameters" must be a JSON object such as {{"some key": "some value"}}, '
+                f"got {type(parameters).__name__}",
+            )
+        run = self.model.resume_run(
+            run_id,
+            kitchen=kitchen if isinstance(kitchen, str) and kitchen else None,
+            skip_failed_nodes=payload.get("skip-failed-nodes") is True,
+            parameters=parameters,
+        )
+        answer = {"status": "success", "order_id": run.order_id}
+        if self.resume_answer_has_run_id:
+            answer["serving_hid"] = run.hid
+        return Response.json(200, answer)
 
     # ---------------------------------------------------------------- web page
     def _web_page(self, request: Request) -> Response:
@@ -564,10 +759,48 @@ class DataKitchenSandbox(SandboxServer):
         return Response.text(200, page, "text/html; charset=utf-8")
 
 
-def _test_results(status: str) -> str:
-    if status == COMPLETED:
-        return "Tests: 1 passed, 0 failed, 0 warnings"
-    return f"Tests: 0 passed, 1 failed, 0 warnings (order run {status})"
+def _admin_fields(
+    payload: dict[str, Any], *, required: tuple[str, ...], optional: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """The admin body's fields: all of ``required``, some of ``optional``, nothing else (AdminError)."""
+    missing = [f for f in required if f not in payload]
+    unknown = sorted(set(payload) - set(required) - set(optional))
+    if missing or unknown:
+        problems = []
+        if missing:
+            problems.append(f"missing {', '.join(missing)}")
+        if unknown:
+            problems.append(f"unknown {', '.join(unknown)}")
+        fields = ", ".join([*required, *(f"{f}?" for f in optional)])
+        raise AdminError(f"{'; '.join(problems)}; fields: {fields}")
+    if payload.get("parameters") is not None and not isinstance(payload["parameters"], dict):
+        raise AdminError('"parameters" must be a JSON object')
+    return dict(payload)
+
+
+class _Ticker:
+    """A daemon thread calling ``action`` every ``every_seconds`` until cancelled."""
+
+    def __init__(self, name: str, every_seconds: float, action: Callable[[], Any]) -> None:
+        self.every_seconds = every_seconds
+        self._action = action
+        self._cancelled = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"datakitchen-{name}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._cancelled.wait(self.every_seconds):
+            try:
+                self._action()
+            except Exception:  # a schedule must not die of one bad tick (e.g. its variation was removed)
+                continue
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
 
 
 __all__ = ["MISSING_TOKEN_BODY", "ROUTE_NAMES", "TOKEN_EXPIRED_BODY", "DataKitchenSandbox", "error_body"]
