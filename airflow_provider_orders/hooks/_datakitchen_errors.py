@@ -142,6 +142,12 @@ def quote_api(conn: ConnectionFacts, message: str | None, detail: Any) -> str:
 def unknown_outcome_message(conn: ConnectionFacts, call: CallFacts, what_happened: str) -> str:
     """Why a create's outcome is unknown, and where to look for the order that may exist."""
     kitchen = quote_segment(call.kitchen)
+    if call.action.startswith("resume "):
+        return (
+            f"DataKitchen may have resumed {call.target}: {what_happened}. It was not sent again, "
+            "because a resume that arrived twice is refused or starts a second run. Read the order's "
+            "runs: a resumed run shows SERVING_RERAN and the order has a newer run."
+        )
     return (
         f"The order for {call.target} may have been created: {what_happened}. It was not retried, "
         "because a "

@@ -22,7 +22,7 @@ import functools
 import json
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow_provider_orders.hooks._http import async_request_gate, shared_async_client, url_host
 
@@ -357,7 +357,9 @@ def _httpx_transport_class() -> type[HTTPXAsyncTransport]:
             self.verify_ssl = verify_ssl
 
         async def connect(self) -> None:
-            self.client = shared_async_client(self.verify_ssl, SERVICE, url_host(self.url))
+            # Any: gql types the client as httpx2.AsyncClient when httpx2 is installed (openlineage brings
+            # it); the shared client is httpx.AsyncClient, whose API gql uses alike.
+            self.client = cast(Any, shared_async_client(self.verify_ssl, SERVICE, url_host(self.url)))
 
         async def close(self) -> None:
             self.client = None  # the loop's other triggers keep using it

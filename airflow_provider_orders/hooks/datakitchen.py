@@ -28,6 +28,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from airflow_provider_orders import __version__
 from airflow_provider_orders.exceptions import (
@@ -240,6 +241,62 @@ def _stop_order_call(kitchen: str, order_id: str) -> _Call:
     )
 
 
+def _details_call(kitchen: str, order_run_id: str, *, logs: bool, tests: bool) -> _Call:
+    return _Call(
+        "POST",
+        _path("order", "details", kitchen),
+        action=f"read the log and tests of order run '{order_run_id}' in kitchen '{kitchen}'",
+        json={
+            "serving_hid": order_run_id,
+            "logs": logs,
+            "testresults": tests,
+            **dict.fromkeys(("servingjson", "summary", "timingresults"), False),
+        },
+        kitchen=kitchen,
+    )
+
+
+def _resume_call(kitchen: str, order_run_id: str) -> _Call:
+    # DKUtils sends {"kitchen_name"}; DKCloudCommand adds "serving_hid": both are sent.
+    return _Call(
+        "PUT",
+        _path("order", "resume", order_run_id),
+        action=f"resume order run '{order_run_id}' in kitchen '{kitchen}'",
+        json={"serving_hid": order_run_id, "kitchen_name": kitchen},
+        # Not idempotent either: a resume that may have arrived is never sent again blindly.
+        creates_order=True,
+        kitchen=kitchen,
+        target=f"order run '{order_run_id}' in kitchen '{kitchen}'",
+    )
+
+
+def _list_call(
+    kitchen: str,
+    *,
+    recipe: str | None,
+    variation: str | None,
+    time_period_minutes: int | None,
+    servings_count: int | None,
+    count: int | None,
+) -> _Call:
+    query = {
+        "recipe": recipe,
+        "variation": variation,
+        "timePeriod": time_period_minutes,
+        "servingsCount": servings_count,
+        "count": count,
+    }
+    pairs = {k: str(v) for k, v in query.items() if v is not None}
+    path = _path("order", "status", kitchen) + (f"?{urlencode(pairs)}" if pairs else "")
+    what = " ".join(f"{k} '{v}'" for k, v in (("recipe", recipe), ("variation", variation)) if v)
+    return _Call(
+        "GET",
+        path,
+        action=f"list the orders of kitchen '{kitchen}'" + (f" for {what}" if what else ""),
+        kitchen=kitchen,
+    )
+
+
 def _run_or_order_stop(kitchen: str, order_id: str | None, order_run_id: str | None) -> tuple[_Call, str]:
     """The stop call of :meth:`DataKitchenHook.stop_run_or_order` and what it stops, in words."""
     if order_run_id:
@@ -287,6 +344,11 @@ class DataKitchenHook(ConfiguredHook[_Config]):
 
     def _parse_config(self, conn: Connection, extra: Mapping[str, Any], conn_id: str) -> _Config:
         return _Config.from_connection(conn, extra, conn_id)
+
+    @property
+    def username(self) -> str:
+        """The DataKitchen user the connection logs in as (an order list's ``created_by``)."""
+        return self._get_config().username
 
     @property
     def base_url(self) -> str:
@@ -342,6 +404,52 @@ class DataKitchenHook(ConfiguredHook[_Config]):
     def get_order_run(self, kitchen: str, order_run_id: str) -> dict[str, Any]:
         """One order run (``servings[0]`` of ``POST /v2/order/details/{kitchen}``): hid, status, ..."""
         return _run(kitchen, order_run_id, self._request(_run_call(kitchen, order_run_id)))
+
+    def get_order_run_details(
+        self, kitchen: str, order_run_id: str, *, logs: bool = True, tests: bool = True
+    ) -> dict[str, Any]:
+        """One order run with its log (``log.lines``) and data-test report (``testresults``), as
+        ``POST /v2/order/details/{kitchen}`` gives them (``servings[0]``); read it with
+        :class:`~airflow_provider_orders.models.datakitchen.OrderRunReport`."""
+        call = _details_call(kitchen, order_run_id, logs=logs, tests=tests)
+        return _run(kitchen, order_run_id, self._request(call))
+
+    def resume_order_run(self, kitchen: str, order_run_id: str) -> dict[str, Any]:
+        """Resume a failed or stopped run (``PUT /v2/order/resume/{order_run_id}``): DataKitchen runs its
+        failed nodes again in a new run of the same order, and the old run becomes SERVING_RERAN.
+
+        :return: the answer: ``order_id``, and the new run's id under ``serving_hid`` when DataKitchen
+            sends it (its public clients read only ``order_id``).
+        :raises RequestRejectedError: DataKitchen refused (e.g. the run completed), quoting its message.
+        :raises OrderOutcomeUnknownError: the request may have arrived but its answer was lost; it is not
+            sent again (read the order's runs to see whether the resume happened).
+        """
+        body = self._request(_resume_call(kitchen, order_run_id))
+        return dict(body) if isinstance(body, dict) else {}
+
+    def list_orders(
+        self,
+        kitchen: str,
+        *,
+        recipe: str | None = None,
+        variation: str | None = None,
+        time_period_minutes: int | None = None,
+        servings_count: int | None = None,
+        count: int | None = None,
+    ) -> Any:
+        """A kitchen's orders and their runs (``GET /v2/order/status/{kitchen}`` with DataKitchen's
+        filters), as sent: read it with ``listed_orders`` / ``listed_runs``. The answer's shape is not
+        documented and a server may ignore a filter: callers filter again."""
+        return self._request(
+            _list_call(
+                kitchen,
+                recipe=recipe,
+                variation=variation,
+                time_period_minutes=time_period_minutes,
+                servings_count=servings_count,
+                count=count,
+            )
+        )
 
     def stop_order_run(self, kitchen: str, order_run_id: str) -> dict[str, Any]:
         """Stop an order run (``PUT /v2/serving/stop/{order_run_id}``)."""
@@ -512,6 +620,28 @@ class DataKitchenHook(ConfiguredHook[_Config]):
     async def aget_order_run(self, kitchen: str, order_run_id: str) -> dict[str, Any]:
         """Async :meth:`get_order_run` for triggers."""
         return _run(kitchen, order_run_id, await self._arequest(_run_call(kitchen, order_run_id)))
+
+    async def alist_orders(
+        self,
+        kitchen: str,
+        *,
+        recipe: str | None = None,
+        variation: str | None = None,
+        time_period_minutes: int | None = None,
+        servings_count: int | None = None,
+        count: int | None = None,
+    ) -> Any:
+        """Async :meth:`list_orders` for triggers."""
+        return await self._arequest(
+            _list_call(
+                kitchen,
+                recipe=recipe,
+                variation=variation,
+                time_period_minutes=time_period_minutes,
+                servings_count=servings_count,
+                count=count,
+            )
+        )
 
     # ---------------------------------------------------------------- sending
 
