@@ -130,12 +130,20 @@ class OrderRunFailedError(PermanentOrdersError):
         order_id: str | None,
         recipe: str | None = None,
         variation: str | None = None,
+        headline: str | None = None,
+        note: str | None = None,
     ) -> OrderRunFailedError:
-        """The error for a run that ended in SERVING_ERROR / STOPPED_SERVING, quoting DataKitchen's text."""
+        """The error for a run that ended in SERVING_ERROR / STOPPED_SERVING, quoting DataKitchen's text.
+
+        :param headline: what the run's report says failed (node, first failed test), put first.
+        :param note: what to do next, put last.
+        """
         where = describe_order(kitchen, order_id, recipe=recipe, variation=variation, order_run_id=run.id)
         api = f": {run.message}" if run.message else ""
+        lead = f" ({headline})" if headline else ""
+        tail = f". {note}" if note else ""
         return cls(
-            f"{where} ended with status {run.status_text}{api}",
+            f"{where} ended with status {run.status_text}{api}{lead}{tail}",
             status=run.status_text,
             orderrun_status=run.message,
             order_run_id=run.id,

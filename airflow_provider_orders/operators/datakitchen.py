@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -26,9 +27,12 @@ from airflow_provider_orders._task_state import (
     written_this_attempt,
 )
 from airflow_provider_orders.exceptions import (
+    OrderNotFoundError,
+    OrderOutcomeUnknownError,
     OrderRunFailedError,
     OrdersProviderError,
     PermanentOrdersError,
+    RequestRejectedError,
     TransientOrdersError,
 )
 from airflow_provider_orders.links import (
@@ -37,7 +41,15 @@ from airflow_provider_orders.links import (
     DataKitchenOrderRunLink,
     push_order_run_link,
 )
-from airflow_provider_orders.models.datakitchen import OrderRun, OrderRunStatus, describe_order
+from airflow_provider_orders.models.datakitchen import (
+    STORY_LINE_CHARS,
+    STORY_LINES_PER_NODE,
+    ListedOrder,
+    OrderRun,
+    OrderRunReport,
+    OrderRunStatus,
+    describe_order,
+)
 from airflow_provider_orders.triggers.events import WaitEvent, WaitOutcome
 
 if TYPE_CHECKING:
@@ -49,6 +61,12 @@ if TYPE_CHECKING:
 
 #: task_state_store key holding the order a try of SubmitRecipeOrderOperator created.
 ORDER_STATE_KEY = "datakitchen_order"
+#: XCom key of the finished run's summary (status, timings, test counts).
+ORDER_RUN_SUMMARY_XCOM_KEY = "order_run_summary"
+#: How much earlier than the create request an order may look created in the order list (clock skew).
+CLOCK_SKEW_SECONDS = 120.0
+#: Seconds between two reads of the order list while looking for an order whose create answer was lost.
+LOOKUP_PAUSE_SECONDS = 5.0
 
 
 class SubmitRecipeOrderOperator(BaseOperator):
@@ -67,12 +85,34 @@ class SubmitRecipeOrderOperator(BaseOperator):
         order, if no run started yet) is stopped and the task fails without using its retries.
     :param deferrable: wait in the triggerer instead of on a worker (default: ``[operators]
         default_deferrable``).
+    :param retry_from_failure: when the run ends in SERVING_ERROR or STOPPED_SERVING, fail the try
+        *retryably*; the next try resumes that run (DataKitchen re-runs its failed nodes in a new run of
+        the same order) instead of ordering again, and waits for the new run. With the retries spent the
+        task fails with the run's cause. Needs ``wait_for_completion=True`` and ``retries`` > 0 to have
+        an effect.
+    :param reference_variable: name of a variable override this operator adds to the order, holding a
+        reference unique to this request (``airflow/<dag>/<run>/<task>/<map index>/<try>/<nonce>``).
+        With it, an order whose create answer was lost is found by its reference alone, and a retry
+        finds its order without ``task_state_store``. Opt in only if your recipes accept an extra
+        variable (DataKitchen adds an unknown override to the run's variables).
+    :param lost_order_grace: when the create answer is lost, how long (seconds) to look for the order
+        in the kitchen's order list before concluding none was created and submitting once more.
     :param datakitchen_conn_id: connection of type ``datakitchen``.
 
     Returns the order id (XCom ``return_value``). XComs pushed on the way: ``order_id`` right after the
     order exists; when waiting, ``order_run_id`` and ``order_run_url`` as soon as the run is known and
-    ``order_run_status`` (the final status). Without waiting the task makes exactly one request (the
-    create): the run does not exist yet, so watch it with ``RecipeOrderRunSensor(order_id=...)``.
+    ``order_run_status`` (the final status) and ``order_run_summary`` (status, timings, test counts) when
+    the run completes. Without waiting the task makes exactly one request (the create): the run does
+    not exist yet, so watch it with ``RecipeOrderRunSensor(order_id=...)``.
+
+    A failed run's story goes to the task log: its failing node(s) with their last log lines and its
+    failed and warning tests (bounded); the exception's first line names the failing node and the first
+    failed test.
+
+    A create whose answer is lost (a 5xx, a reset, a read timeout after the request left) is resolved
+    from the kitchen's order list: exactly one matching order is adopted; none after
+    ``lost_order_grace`` means DataKitchen created nothing, so the order is submitted once more; several
+    fail the task listing them. See ``reference_variable`` for an exact match.
 
     Retries never create a second order for a run that may still succeed: the order id is written to
     the task state store (``context["task_state_store"]``, key ``datakitchen_order``, with the target, a
@@ -109,10 +149,22 @@ class SubmitRecipeOrderOperator(BaseOperator):
         poll_interval: float | timedelta = 10.0,
         timeout: float | timedelta | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        retry_from_failure: bool = False,
+        reference_variable: str | None = None,
+        lost_order_grace: float | timedelta = 30.0,
         datakitchen_conn_id: str = "datakitchen_default",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if retry_from_failure and not wait_for_completion:
+            raise ValueError(
+                f"Task '{self.task_id}': retry_from_failure=True needs wait_for_completion=True: without "
+                "waiting, the task never sees the run fail."
+            )
+        if reference_variable is not None and (
+            not isinstance(reference_variable, str) or not reference_variable.strip()
+        ):
+            raise ValueError(f"Task '{self.task_id}': reference_variable must be a variable name or None.")
         self.kitchen = kitchen
         self.recipe = recipe
         self.variation = variation
@@ -121,6 +173,9 @@ class SubmitRecipeOrderOperator(BaseOperator):
         self.poll_interval = seconds(poll_interval, "poll_interval", allow_zero=False) or 10.0
         self.timeout = seconds(timeout, "timeout", allow_zero=False)
         self.deferrable = deferrable
+        self.retry_from_failure = retry_from_failure
+        self.reference_variable = reference_variable.strip() if reference_variable else None
+        self.lost_order_grace = seconds(lost_order_grace, "lost_order_grace", allow_zero=True) or 0.0
         self.datakitchen_conn_id = datakitchen_conn_id
         # Set while executing; read by on_kill().
         self._order_id: str | None = None
@@ -129,6 +184,7 @@ class SubmitRecipeOrderOperator(BaseOperator):
         self._killed = False  # set by on_kill: this try was killed by Airflow
         self._store: Any = None  # context["task_state_store"] of the running try
         self._overrides: dict[str, Any] = {}
+        self._superseded: set[str] = set()  # runs this try resumed: never mistaken for the current one
 
     @cached_property
     def hook(self) -> DataKitchenHook:
@@ -178,7 +234,7 @@ class SubmitRecipeOrderOperator(BaseOperator):
         completed run is this task's success, a stopped one (a try Airflow killed stops its run) is ordered
         again, and a failed one fails the task (the recipe failed while no try was watching).
         """
-        stored = self._stored_order(store)
+        stored = self._stored_order(store) if store is not None else self._order_by_reference(context)
         if stored is None:
             return None, None
         order_id = str(stored["order_id"])
@@ -211,6 +267,8 @@ class SubmitRecipeOrderOperator(BaseOperator):
                 run.status_text,
             )
             return None, None
+        if self.retry_from_failure and run.is_failed and run.id:
+            return order_id, self._resume(context, order_id, run, stored)
         if run.status is OrderRunStatus.STOPPED_SERVING:
             self.log.warning(
                 "%s from try %s ended with %s while no try was watching: Airflow killed that try (a "
@@ -268,10 +326,6 @@ class SubmitRecipeOrderOperator(BaseOperator):
     def _stored_order(self, store: Any) -> Mapping[str, Any] | None:
         """The order an earlier try of this task instance stored, if it is for what this try orders."""
         if store is None:
-            self.log.warning(
-                "No task_state_store in the context (Airflow < 3.3?): a retry of this task cannot "
-                "reattach to the order this try creates."
-            )
             return None
         stored = store.get(ORDER_STATE_KEY)
         if not isinstance(stored, Mapping) or not stored.get("order_id"):
@@ -314,8 +368,12 @@ class SubmitRecipeOrderOperator(BaseOperator):
             self.recipe,
             self.variation,
         )
-        answer = self.hook.create_order(self.kitchen, self.recipe, self.variation, self._overrides)
-        order_id = str(answer["order_id"])
+        overrides = dict(self._overrides)
+        if self.reference_variable:
+            overrides[self.reference_variable] = (
+                f"{self._reference_prefix(context)}{try_number(context) or 0}/{uuid.uuid4().hex[:12]}"
+            )
+        order_id = self._create(overrides)
         self._order_id = order_id
         store = context.get("task_state_store")
         if store is not None:
@@ -334,6 +392,211 @@ class SubmitRecipeOrderOperator(BaseOperator):
                 self._unrecorded(order_id, exc)
         self.log.info("Submitted %s", self._describe(order_id))
         return order_id
+
+    def _reference_prefix(self, context: Context) -> str:
+        """``airflow/<dag>/<run>/<task>/<map index>/``: what every reference of this task instance starts
+        with (the try number and a nonce follow)."""
+        ti = context["ti"]
+        map_index = getattr(ti, "map_index", -1)
+        return f"airflow/{ti.dag_id}/{ti.run_id}/{ti.task_id}/{map_index}/"
+
+    def _create(self, overrides: dict[str, Any]) -> str:
+        """Create the order; when the answer is lost, find it in the order list, or submit once more when
+        the list shows DataKitchen created nothing."""
+        for attempt in (1, 2):
+            sent_at = time.time()
+            try:
+                return str(
+                    self.hook.create_order(self.kitchen, self.recipe, self.variation, overrides)["order_id"]
+                )
+            except OrderOutcomeUnknownError as exc:
+                found = self._find_lost_order(exc, overrides, sent_at)
+                if found is not None:
+                    return found
+                if attempt == 2:
+                    raise OrderOutcomeUnknownError(
+                        f"{exc} This was the second create: the first one's answer was lost too and no "
+                        "order of it appeared in the order list. Not trying a third time.",
+                        http_status=exc.http_status,
+                        api_message=exc.api_message,
+                    ) from exc
+                self.log.warning(
+                    "No order for %s appeared in the order list within %gs of the lost answer: DataKitchen "
+                    "did not create it, so submitting again is safe. Submitting once more.",
+                    recipe_target_of(self),
+                    self.lost_order_grace,
+                )
+        raise AssertionError("unreachable")
+
+    def _find_lost_order(
+        self, exc: OrderOutcomeUnknownError, overrides: dict[str, Any], sent_at: float
+    ) -> str | None:
+        """The order a create whose answer was lost made, from the kitchen's order list.
+
+        Exactly one match: its id. None after ``lost_order_grace``: nothing was created. Several, or a
+        list that cannot tell: raise ``exc`` extended with what the list showed.
+        """
+        from airflow_provider_orders.models.datakitchen import LostOrderQuery, listed_orders, match_lost_order
+
+        self.log.warning(
+            "The answer to the create was lost (%s). Looking for the order in the order list of kitchen %r.",
+            exc,
+            self.kitchen,
+        )
+        deadline = time.monotonic() + self.lost_order_grace
+        while True:
+            now = time.time()
+            query = LostOrderQuery(
+                recipe=self.recipe,
+                variation=self.variation,
+                overrides=overrides,
+                created_after=sent_at - CLOCK_SKEW_SECONDS,
+                created_before=now + CLOCK_SKEW_SECONDS,
+                created_by=self.hook.username,
+                reference_variable=self.reference_variable,
+            )
+            try:
+                body = self.hook.list_orders(
+                    self.kitchen,
+                    recipe=self.recipe,
+                    variation=self.variation,
+                    time_period_minutes=int((now - sent_at + CLOCK_SKEW_SECONDS) // 60) + 2,
+                )
+            except OrdersProviderError as list_error:
+                raise OrderOutcomeUnknownError(
+                    f"{exc} Looking for it in the order list failed too: {list_error}",
+                    http_status=exc.http_status,
+                    api_message=exc.api_message,
+                ) from exc
+            matches, conclusive = match_lost_order(listed_orders(body), query)
+            if not conclusive:
+                raise OrderOutcomeUnknownError(
+                    f"{exc} The order list shows no variable overrides, so it cannot show which order "
+                    f"carries this request's reference variable {self.reference_variable!r}.",
+                    http_status=exc.http_status,
+                ) from exc
+            if len(matches) == 1:
+                self.log.warning(
+                    "Found the order this request created in the order list: %s; carrying on with it.",
+                    self._describe(matches[0].id),
+                )
+                return matches[0].id
+            if matches:
+                raise OrderOutcomeUnknownError(
+                    f"{exc} The order list of kitchen '{self.kitchen}' holds {len(matches)} orders that "
+                    f"could be it: {_listing(matches)}. None was adopted: check them in DataKitchen and "
+                    "stop the extra ones (set reference_variable= to tell them apart).",
+                    http_status=exc.http_status,
+                ) from exc
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            time.sleep(min(LOOKUP_PAUSE_SECONDS, left))
+
+    def _order_by_reference(self, context: Context) -> Mapping[str, Any] | None:
+        """Without a task_state_store (Airflow < 3.3): the order an earlier try of this task instance
+        created, found in the order list by its reference variable; shaped like a stored record."""
+        if not self.reference_variable:
+            self.log.warning(
+                "No task_state_store in the context (Airflow < 3.3?) and no reference_variable: a retry "
+                "of this task cannot find the order this try creates."
+            )
+            return None
+        if (try_number(context) or 1) <= 1:
+            return None
+        from airflow_provider_orders.models.datakitchen import canonical_json, listed_orders
+
+        prefix = self._reference_prefix(context)
+        variable = self.reference_variable
+        body = self.hook.list_orders(self.kitchen, recipe=self.recipe, variation=self.variation)
+        mine = [
+            o
+            for o in listed_orders(body)
+            if o.overrides is not None
+            and str(o.overrides.get(variable, "")).startswith(prefix)
+            and (o.recipe, o.variation) in ((self.recipe, self.variation), (None, None))
+        ]
+        if not mine:
+            return None
+        newest = max(mine, key=lambda o: o.created_at or 0.0)
+        assert newest.overrides is not None
+        written_by = str(newest.overrides[variable])[len(prefix) :].split("/", 1)[0]
+        rest = {k: v for k, v in newest.overrides.items() if k != variable}
+        if canonical_json(rest) != canonical_json(self._overrides):
+            self.log.warning(
+                "The order %s an earlier try created was sent with other variable overrides than this try "
+                "renders; this try submits a new order with the new overrides.",
+                newest.id,
+            )
+            return None
+        self.log.info(
+            "Found the order of an earlier try by its reference variable %r: %s", variable, newest.id
+        )
+        return {
+            "order_id": newest.id,
+            "kitchen": self.kitchen,
+            "recipe": self.recipe,
+            "variation": self.variation,
+            "try_number": int(written_by) if written_by.isdigit() else None,
+        }
+
+    def _resume(
+        self, context: Context, order_id: str, run: OrderRun, stored: Mapping[str, Any]
+    ) -> OrderRun | None:
+        """retry_from_failure: resume the failed or stopped ``run``; the new run of the order (None
+        while it has not shown up yet)."""
+        assert run.id is not None
+        where = self._describe(order_id, run.id)
+        self.log.info(
+            "retry_from_failure: resuming %s, which ended with %s: DataKitchen re-runs its failed nodes in a "
+            "new run of the same order.",
+            where,
+            run.status_text,
+        )
+        self._superseded.add(run.id)
+        try:
+            answer = self.hook.resume_order_run(self.kitchen, run.id)
+        except (RequestRejectedError, OrderNotFoundError) as exc:
+            self._record_failure_reported()
+            raise PermanentOrdersError(
+                f"DataKitchen refused to resume {where} (ended with {run.status_text}): {exc}",
+                api_message=exc.api_message,
+                http_status=exc.http_status,
+            ) from exc
+        except OrderOutcomeUnknownError as exc:
+            newest = self._read(order_id, None)
+            if newest is None:
+                raise TransientOrdersError(
+                    f"{exc} The order's newest run is still {run.id}: the resume did not happen; the next "
+                    "try resumes it again."
+                ) from exc
+            self.log.info("The resume's answer was lost, but the order has a new run: %s", newest.id)
+            answer = {"serving_hid": newest.id}
+        new_id = answer.get("serving_hid")
+        new_run = self._read(order_id, None) if not new_id or str(new_id) == run.id else None
+        if new_id and str(new_id) != run.id:
+            new_run = OrderRun(id=str(new_id), order_id=order_id)
+        # DataKitchen documents only order_id in the answer: then wait (briefly) for the new run to be
+        # listed, so that neither wait mistakes the resumed run for the current one.
+        deadline = time.monotonic() + max(30.0, 3 * self.poll_interval)
+        while new_run is None and time.monotonic() < deadline:
+            time.sleep(min(self.poll_interval, 2.0))
+            new_run = self._read(order_id, None)
+        store = self._store
+        if store is not None:
+            record = dict(stored)
+            record["resumed_runs"] = [*list(stored.get("resumed_runs") or []), run.id]
+            try:
+                write_record(store, ORDER_STATE_KEY, record, log=self.log)
+            except StateWriteError as exc:
+                self.log.warning("Could not note the resume in the task state store (%s)", exc)
+        self.log.info(
+            "Resumed: %s",
+            self._describe(order_id, new_run.id if new_run else None)
+            if new_run
+            else "the new run has not shown up yet; waiting for it",
+        )
+        return new_run
 
     def _unrecorded(self, order_id: str, error: StateWriteError) -> NoReturn:
         """The order exists but no retry could find it: stop it, then fail (retryably only if stopped)."""
@@ -359,7 +622,10 @@ class SubmitRecipeOrderOperator(BaseOperator):
         from airflow_provider_orders.models.datakitchen import newest_run
 
         if run_id is None:
-            return newest_run(self.hook.get_order_runs(self.kitchen, order_id))
+            run = newest_run(self.hook.get_order_runs(self.kitchen, order_id))
+            if run is not None and run.id in self._superseded:
+                return None  # the run this try resumed, until DataKitchen lists the new one
+            return run
         return OrderRun.from_api(self.hook.get_order_run(self.kitchen, run_id))
 
     def _wait(self, context: Context, order_id: str, run: OrderRun | None, end_time: float | None) -> str:
@@ -400,14 +666,90 @@ class SubmitRecipeOrderOperator(BaseOperator):
 
     def _finish(self, context: Context, order_id: str, run: OrderRun) -> str:
         self._done = True
-        context["ti"].xcom_push(key=ORDER_RUN_STATUS_XCOM_KEY, value=run.status_text)
+        ti = context["ti"]
+        ti.xcom_push(key=ORDER_RUN_STATUS_XCOM_KEY, value=run.status_text)
+        report = self._report(order_id, run)
         if run.is_failed:
-            self._record_failure_reported()
-            raise OrderRunFailedError.ended(
-                run, kitchen=self.kitchen, order_id=order_id, recipe=self.recipe, variation=self.variation
+            self._failed(context, order_id, run, report)
+        where = self._describe(order_id, run.id)
+        if report is not None:
+            counts = report.test_counts
+            self.log.info(
+                "Tests of %s: %d passed, %d warnings, %d failed",
+                where,
+                counts["passed"],
+                counts["warnings"],
+                counts["failed"],
             )
-        self.log.info("%s finished with %s", self._describe(order_id, run.id), run.status_text)
+            for test in report.tests_with("WARNING")[:STORY_LINES_PER_NODE]:
+                self.log.warning("Warning test %s", test.describe()[:STORY_LINE_CHARS])
+            ti.xcom_push(key=ORDER_RUN_SUMMARY_XCOM_KEY, value=report.summary(order_id))
+        self.log.info("%s finished with %s", where, run.status_text)
         return order_id
+
+    def _report(self, order_id: str, run: OrderRun) -> OrderRunReport | None:
+        """The run's report (log when it failed, tests always); None when it cannot be read, which never
+        hides the run's own outcome."""
+        if not run.id:
+            return None
+        try:
+            serving = self.hook.get_order_run_details(self.kitchen, run.id, logs=run.is_failed, tests=True)
+        except OrdersProviderError as exc:
+            self.log.warning(
+                "Could not read the log and tests of %s: %s", self._describe(order_id, run.id), exc
+            )
+            return None
+        return OrderRunReport.from_api(serving)
+
+    def _failed(
+        self, context: Context, order_id: str, run: OrderRun, report: OrderRunReport | None
+    ) -> NoReturn:
+        """Tell the failed run's story in the task log, then fail: retryably when the next try resumes it
+        (retry_from_failure), else for good with how to resume by hand."""
+        where = self._describe(order_id, run.id)
+        story = report.story() if report is not None else []
+        if story:
+            self.log.error(
+                "%s ended with %s. What DataKitchen reports:\n%s", where, run.status_text, "\n".join(story)
+            )
+        headline = report.headline() if report is not None else None
+        if self.retry_from_failure and run.id:
+            if _retries_left(context, self.retries or 0):
+                raise TransientOrdersError(
+                    str(
+                        OrderRunFailedError.ended(
+                            run,
+                            kitchen=self.kitchen,
+                            order_id=order_id,
+                            recipe=self.recipe,
+                            variation=self.variation,
+                            headline=headline,
+                            note=f"retry_from_failure=True: the next try resumes order run '{run.id}' "
+                            "(DataKitchen re-runs its failed nodes in a new run of the same order)",
+                        )
+                    ),
+                    api_message=run.message,
+                )
+            note: str | None = (
+                "retry_from_failure=True, but the task's retries are spent: the run was not resumed"
+            )
+        else:
+            note = (
+                f"To re-run only its failed nodes, resume order run '{run.id}' in DataKitchen "
+                f"(PUT /v2/order/resume/{run.id}) or set retry_from_failure=True on the task"
+                if run.id
+                else None
+            )
+        self._record_failure_reported()
+        raise OrderRunFailedError.ended(
+            run,
+            kitchen=self.kitchen,
+            order_id=order_id,
+            recipe=self.recipe,
+            variation=self.variation,
+            headline=headline,
+            note=note,
+        )
 
     def _current_run_id(self, order_id: str, run: OrderRun | None) -> str | None:
         """The run to stop: the watched one, or, when it was superseded by a resume (or not known), the
@@ -553,4 +895,31 @@ class SubmitRecipeOrderOperator(BaseOperator):
             self.log.info("%s: %s", where, stopped)
 
 
-__all__ = ["ORDER_STATE_KEY", "SubmitRecipeOrderOperator"]
+def recipe_target_of(op: SubmitRecipeOrderOperator) -> str:
+    from airflow_provider_orders.models.datakitchen import recipe_target
+
+    return recipe_target(op.kitchen, op.recipe, op.variation)
+
+
+def _listing(orders: list[ListedOrder]) -> str:
+    from airflow_provider_orders.models.datakitchen import iso_utc
+
+    return "; ".join(
+        f"'{o.id}' (created {iso_utc(o.created_at) or 'at an unlisted time'} by {o.created_by or 'unlisted'})"
+        for o in orders[:10]
+    ) + (f"; and {len(orders) - 10} more" if len(orders) > 10 else "")
+
+
+def _retries_left(context: Context, retries: int) -> bool:
+    """Whether Airflow will run another try of this task instance after this one fails."""
+    ti = context.get("ti")
+    number = getattr(ti, "try_number", None)
+    max_tries = getattr(ti, "max_tries", None)
+    if not isinstance(number, int) or isinstance(number, bool):
+        return retries > 0
+    if not isinstance(max_tries, int) or isinstance(max_tries, bool):
+        max_tries = retries
+    return number <= max_tries
+
+
+__all__ = ["ORDER_RUN_SUMMARY_XCOM_KEY", "ORDER_STATE_KEY", "SubmitRecipeOrderOperator"]

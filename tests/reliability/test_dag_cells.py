@@ -91,30 +91,61 @@ def _expect(problems: list[str], what: str, got: Any, want: Any) -> None:
         problems.append(f"{what}: got {got!r}, expected {want!r}")
 
 
-def test_submit_500_fails_on_first_try_without_retrying(
+def test_submit_500_before_creating_is_looked_up_then_submitted_once_more(
     dk: Any, secret_scan: SecretScanner, record_cell: Callable[..., None]
 ) -> None:
     from airflow_provider_orders.operators.datakitchen import SubmitRecipeOrderOperator
 
-    dk.inject_fault("create_order", status=500)
+    dk.inject_fault("create_order", status=500)  # DataKitchen failed before creating anything
     res = run_dag(
         "rel_submit_500",
         lambda: SubmitRecipeOrderOperator(
-            task_id="submit", kitchen=KITCHEN, recipe=RECIPE, variation="success"
+            task_id="submit", kitchen=KITCHEN, recipe=RECIPE, variation="success", lost_order_grace=0.5
         ),
         secret_scan,
     )["submit"]
     problems: list[str] = []
-    _expect(problems, "task state", res.state, "failed")
+    _expect(problems, "task state", res.state, "success")
     _expect(problems, "try", res.try_number, 1)
-    _expect(problems, "create requests", dk.count(route="create_order"), 1)
-    _expect(problems, "orders", len(dk.orders), 0)
-    if "may have been created" not in res.log:
-        problems.append("the task log does not say the order may have been created")
+    _expect(problems, "create requests", dk.count(route="create_order"), 2)
+    _expect(problems, "orders", len(dk.orders), 1)
+    if "submitting again is safe" not in res.log:
+        problems.append("the task log does not say why submitting again is safe")
     _check(
         record_cell,
-        "submit x 500 (answer lost: outcome unknown)",
-        "failed on try 1 (permanent), 1 create request, 0 orders, log says the order may exist",
+        "submit x 500 (answer lost, nothing created)",
+        "the order list shows no such order within the grace: submitted once more, success on try 1, "
+        "2 create requests, exactly 1 order",
+        f"{res.state} on try {res.try_number}, {dk.count(route='create_order')} create, {len(dk.orders)} orders",
+        problems,
+        res.log,
+    )
+
+
+def test_submit_502_after_creating_adopts_the_listed_order(
+    dk: Any, secret_scan: SecretScanner, record_cell: Callable[..., None]
+) -> None:
+    from airflow_provider_orders.operators.datakitchen import SubmitRecipeOrderOperator
+
+    dk.inject_fault("create_order", status=502, apply=True)  # created, then the answer was lost
+    res = run_dag(
+        "rel_submit_502_applied",
+        lambda: SubmitRecipeOrderOperator(
+            task_id="submit", kitchen=KITCHEN, recipe=RECIPE, variation="success", lost_order_grace=0.5
+        ),
+        secret_scan,
+    )["submit"]
+    problems: list[str] = []
+    _expect(problems, "task state", res.state, "success")
+    _expect(problems, "try", res.try_number, 1)
+    _expect(problems, "create requests", dk.count(route="create_order"), 1)
+    _expect(problems, "orders", len(dk.orders), 1)
+    if "Found the order this request created" not in res.log:
+        problems.append("the task log does not say the order was found in the order list")
+    _check(
+        record_cell,
+        "submit x 502 after DataKitchen created the order (answer lost)",
+        "the order is found in the order list and adopted: success on try 1, 1 create request, 1 order",
         f"{res.state} on try {res.try_number}, {dk.count(route='create_order')} create, {len(dk.orders)} orders",
         problems,
         res.log,
