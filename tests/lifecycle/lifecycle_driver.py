@@ -371,7 +371,14 @@ class CellScript:
         pass
 
     def col_lost_answer(self) -> None:
-        pass
+        if self.kind != "submit":
+            return  # accept / reject: the task's retry meets the applied mutation by itself
+        # the operator adopts the order it finds in the order list; then its run completes
+        if self.cell.deferrable:
+            self.wait_deferred(1)
+        else:
+            self.wait("try 1 under way", self.under_way)
+        self.complete()
 
     def col_clear_running(self) -> None:
         self.wait("try 1 under way", self.under_way)
