@@ -27,7 +27,7 @@ ALLOWED: dict[str, set[str]] = {
     "triggers": {"exceptions", "models", "hooks"},
     "sensors": {"exceptions", "models", "hooks", "triggers", "links", "_arguments"},
     "operators": {"exceptions", "models", "hooks", "triggers", "links", "_arguments", "_task_state"},
-    "assets": {"models"},
+    "assets": {"models", "triggers"},
     "webhooks": {"models", "assets"},
     "sandbox": set(),
     "cli": {"root", "exceptions", "models", "hooks"},

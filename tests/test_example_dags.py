@@ -26,6 +26,7 @@ EXAMPLE_DAG_IDS = {
     "example_reject_order",
     "example_accept_notified_orders",
     "example_record_cancelled_orders",
+    "example_run_after_datakitchen_recipe",
 }
 #: example_order_pipeline's per-order tasks: a mapped task group, one wait → accept pair per catering order.
 WAIT = "catering_order.wait_until_submitted"

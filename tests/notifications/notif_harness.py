@@ -45,7 +45,7 @@ from local_postgres import local_postgres  # noqa: E402
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from airflow_provider_orders.sandbox import EzCaterSandbox
+    from airflow_provider_orders.sandbox import DataKitchenSandbox, EzCaterSandbox
 
 EXAMPLES = ("example_accept_notified_orders.py", "example_record_cancelled_orders.py")
 TEST_DAGS = ("notified_burst.py",)
@@ -61,6 +61,8 @@ class NotificationStack:
     dags_folder: Path
     secrets: dict[str, str]
     subscribe_output: str
+    #: The DataKitchen sandbox behind ``datakitchen_default`` (the DataKitchen event tests use it).
+    dk: DataKitchenSandbox | None = None
 
     def webhook_url(self, conn_id: str) -> str:
         return f"{self.cluster.base_url}/ezcater/webhooks/{conn_id}"
@@ -177,7 +179,7 @@ def notification_stack(
                 describe=lambda: f"Import errors: {cluster.import_errors()}",
             )
             yield NotificationStack(
-                cluster, ez, burst, dags, {"ezcater_default": secret, "ezcater_burst": burst_secret}, out
+                cluster, ez, burst, dags, {"ezcater_default": secret, "ezcater_burst": burst_secret}, out, dk
             )
         finally:
             leftovers = cluster.stop()
