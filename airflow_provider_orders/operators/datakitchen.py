@@ -180,6 +180,8 @@ class SubmitRecipeOrderOperator(BaseOperator):
         # Set while executing; read by on_kill().
         self._order_id: str | None = None
         self._order_run_id: str | None = None
+        self._order_run_url: str | None = None  # for OpenLineage (read in a forked child: no XCom)
+        self._order_run_status: str | None = None
         self._done = False
         self._killed = False  # set by on_kill: this try was killed by Airflow
         self._store: Any = None  # context["task_state_store"] of the running try
@@ -666,6 +668,7 @@ class SubmitRecipeOrderOperator(BaseOperator):
 
     def _finish(self, context: Context, order_id: str, run: OrderRun) -> str:
         self._done = True
+        self._order_run_status = run.status_text
         ti = context["ti"]
         ti.xcom_push(key=ORDER_RUN_STATUS_XCOM_KEY, value=run.status_text)
         report = self._report(order_id, run)
@@ -868,11 +871,28 @@ class SubmitRecipeOrderOperator(BaseOperator):
         if not run_id:
             return
         self._order_run_id = run_id
-        push_order_run_link(context["ti"], self.hook, self.kitchen, run_id, self.log)
+        self._order_run_url = push_order_run_link(context["ti"], self.hook, self.kitchen, run_id, self.log)
 
     def _describe(self, order_id: str | None, run_id: str | None = None) -> str:
         return describe_order(
             self.kitchen, order_id, recipe=self.recipe, variation=self.variation, order_run_id=run_id
+        )
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage (the ``openlineage`` extra): the DataKitchen order run as this task's external run
+        (the ``externalQuery`` facet and a ``dataKitchen_orderRun`` facet with ids, status and URL).
+
+        The OpenLineage provider also calls this when the task fails (there is no ``..._on_failure``)."""
+        from airflow_provider_orders.operators._openlineage import order_run_lineage
+
+        return order_run_lineage(
+            kitchen=self.kitchen,
+            recipe=self.recipe,
+            variation=self.variation,
+            order_id=self._order_id,
+            order_run_id=self._order_run_id,
+            order_run_url=self._order_run_url,
+            status=self._order_run_status,
         )
 
     def on_kill(self) -> None:
