@@ -70,10 +70,12 @@ with DAG(
             "success",
             type="string",
             minLength=1,
-            examples=["success", "fails", "stopped", "slow"],
+            examples=["success", "flaky", "fails-data-test", "fails", "stopped", "slow"],
             title="Variation",
-            description="Recipe variation to run. The sandbox's demo recipe has 'success', 'fails' "
-            "(ends in SERVING_ERROR), 'stopped' (STOPPED_SERVING) and 'slow' (about a minute).",
+            description="Recipe variation to run. The sandbox's demo recipe has 'success', 'flaky' "
+            "(fails once; the task's retry resumes the run, which then completes), 'fails-data-test' "
+            "(fails on a data test: see the story in the task log), 'fails' (SERVING_ERROR), 'stopped' "
+            "(STOPPED_SERVING) and 'slow' (about a minute).",
         ),
         "overrides": Param(
             {},
@@ -104,6 +106,11 @@ with DAG(
         deferrable=True,
         poll_interval=5.0,
         timeout=2 * 60 * 60,  # seconds; on timeout the remote run is stopped and the task fails
+        # A failed run fails the try retryably; the retry resumes it (DataKitchen re-runs the failed
+        # nodes in a new run of the same order) instead of ordering again.
+        retry_from_failure=True,
+        retries=1,
+        retry_delay=timedelta(seconds=5),
     )
 
     @task
