@@ -208,14 +208,18 @@ def _runs_call(kitchen: str, order_id: str, count: int) -> _Call:
     )
 
 
-def _run_call(kitchen: str, order_run_id: str) -> _Call:
+def _run_call(kitchen: str, order_run_id: str, *, logs: bool = False, tests: bool = False) -> _Call:
+    """``POST /v2/order/details``: one run, with its log and test report when asked for."""
+    what = " and ".join(w for w, wanted in (("log", logs), ("tests", tests)) if wanted)
     return _Call(
         "POST",
         _path("order", "details", kitchen),
-        action=f"read order run '{order_run_id}' in kitchen '{kitchen}'",
+        action=f"read {'the ' + what + ' of ' if what else ''}order run '{order_run_id}' in kitchen '{kitchen}'",
         json={
             "serving_hid": order_run_id,
-            **dict.fromkeys(("logs", "servingjson", "summary", "testresults", "timingresults"), False),
+            "logs": logs,
+            "testresults": tests,
+            **dict.fromkeys(("servingjson", "summary", "timingresults"), False),
         },
         kitchen=kitchen,
     )
@@ -237,21 +241,6 @@ def _stop_order_call(kitchen: str, order_id: str) -> _Call:
         _path("order", "stop", order_id),
         action=f"stop order '{order_id}' in kitchen '{kitchen}'",
         json={"serving_book_hid": order_id, "kitchen_name": kitchen},
-        kitchen=kitchen,
-    )
-
-
-def _details_call(kitchen: str, order_run_id: str, *, logs: bool, tests: bool) -> _Call:
-    return _Call(
-        "POST",
-        _path("order", "details", kitchen),
-        action=f"read the log and tests of order run '{order_run_id}' in kitchen '{kitchen}'",
-        json={
-            "serving_hid": order_run_id,
-            "logs": logs,
-            "testresults": tests,
-            **dict.fromkeys(("servingjson", "summary", "timingresults"), False),
-        },
         kitchen=kitchen,
     )
 
@@ -411,7 +400,7 @@ class DataKitchenHook(ConfiguredHook[_Config]):
         """One order run with its log (``log.lines``) and data-test report (``testresults``), as
         ``POST /v2/order/details/{kitchen}`` gives them (``servings[0]``); read it with
         :class:`~airflow_provider_orders.models.datakitchen.OrderRunReport`."""
-        call = _details_call(kitchen, order_run_id, logs=logs, tests=tests)
+        call = _run_call(kitchen, order_run_id, logs=logs, tests=tests)
         return _run(kitchen, order_run_id, self._request(call))
 
     def resume_order_run(self, kitchen: str, order_run_id: str) -> dict[str, Any]:
