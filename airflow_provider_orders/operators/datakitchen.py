@@ -458,12 +458,10 @@ class SubmitRecipeOrderOperator(BaseOperator):
                 reference_variable=self.reference_variable,
             )
             try:
-                body = self.hook.list_orders(
-                    self.kitchen,
-                    recipe=self.recipe,
-                    variation=self.variation,
-                    time_period_minutes=int((now - sent_at + CLOCK_SKEW_SECONDS) // 60) + 2,
-                )
+                # No timePeriod: its unit is undocumented, and a window read in a smaller unit than
+                # meant would hide the order and make a second create look safe. The time window is
+                # applied here instead (match_lost_order).
+                body = self.hook.list_orders(self.kitchen, recipe=self.recipe, variation=self.variation)
             except OrdersProviderError as list_error:
                 raise OrderOutcomeUnknownError(
                     f"{exc} Looking for it in the order list failed too: {list_error}",
