@@ -348,11 +348,14 @@ def test_failed_recipe_run_shows_the_api_message_in_the_task_log(
     expect_task_rows_in_ui(page, {SUBMIT: "Failed"})
     shots("run-failed")
 
-    # One order, its run ended in SERVING_ERROR; what the API said about it is in the task log.
+    # One order. The example resumes a failed run on its retry (retry_from_failure): the first run
+    # was superseded by a second run of the same order, which failed too; what the API said about it
+    # is in the task log.
     new_orders = [order for order_id, order in dk.orders.items() if order_id not in orders_before]
     assert len(new_orders) == 1, f"expected one DataKitchen order, got {len(new_orders)}"
+    now = time.time()
+    assert [r.status(now) for r in new_orders[0].runs] == ["SERVING_RERAN", "SERVING_ERROR"]
     run = new_orders[0].runs[-1]
-    assert run.status(time.time()) == "SERVING_ERROR"
     api_message = run.orderrun_status(time.time())
     assert api_message == FAILURE_TEXT
 
@@ -360,10 +363,12 @@ def test_failed_recipe_run_shows_the_api_message_in_the_task_log(
     log_view = page.get_by_role("code").first
     expect(log_view).to_contain_text("SERVING_ERROR")
     expect(log_view).to_contain_text(api_message)
+    expect(log_view).to_contain_text("the task's retries are spent: the run was not resumed")
     shots("submit-task-log")
-    # A failed remote run is permanent: no retry of the submit task, and nothing was accepted.
+    # Try 2 resumed the run instead of ordering again; with its one retry spent the task failed, and
+    # nothing was accepted.
     submit = next(ti for ti in watcher.poll() if ti["task_id"] == SUBMIT)
-    assert (submit["state"], submit["try_number"]) == ("failed", 1)
+    assert (submit["state"], submit["try_number"]) == ("failed", 2)
     assert ez.order_state(catering) == "submitted"
 
 
