@@ -62,6 +62,11 @@ def run_dag(dag_id: str, build: Callable[[], object], scanner: SecretScanner) ->
 
 @pytest.fixture
 def dk(datakitchen_sandbox: Any, monkeypatch: pytest.MonkeyPatch, airflow_db: Path) -> Any:
+    from airflow_provider_orders.hooks._datakitchen_session import TOKENS
+
+    # Each cell starts like a fresh worker: no JWT cached by an earlier cell (one that cell's sandbox
+    # may have expired would add a 401 + login to this cell's request counts).
+    TOKENS.clear()
     datakitchen_sandbox.add_variation(KITCHEN, RECIPE, INSTANT, planned_seconds=0.0, active_seconds=0.0)
     monkeypatch.setenv("AIRFLOW_CONN_DATAKITCHEN_DEFAULT", datakitchen_sandbox.connection_json(EXTRA))
     return datakitchen_sandbox
