@@ -187,6 +187,9 @@ class SubmitRecipeOrderOperator(BaseOperator):
         self._store: Any = None  # context["task_state_store"] of the running try
         self._overrides: dict[str, Any] = {}
         self._superseded: set[str] = set()  # runs this try resumed: never mistaken for the current one
+        # The run being waited for was started by an earlier attempt (the task was cleared while it
+        # ran): if it ends STOPPED_SERVING, that attempt's kill stopped it, and this try orders again.
+        self._inherited = False
 
     @cached_property
     def hook(self) -> DataKitchenHook:
@@ -198,7 +201,7 @@ class SubmitRecipeOrderOperator(BaseOperator):
 
     def execute(self, context: Context) -> str:
         self._check_rendered()
-        self._done = self._killed = False
+        self._done = self._killed = self._inherited = False
         self._store = store = context.get("task_state_store")
         exec_deadline = (
             time.time() + self.execution_timeout.total_seconds() if self.execution_timeout else None
@@ -254,6 +257,7 @@ class SubmitRecipeOrderOperator(BaseOperator):
             return order_id, None
         run = self._read(order_id, None)
         if run is None or not run.has_ended:
+            self._inherited = not this_attempt
             self.log.info(
                 "Reattaching to %s created by an earlier try (run status: %s); not submitting again.",
                 self._describe(order_id, run.id if run else None),
@@ -640,6 +644,9 @@ class SubmitRecipeOrderOperator(BaseOperator):
                     # Superseded by a resume: follow the order's newest run.
                     self.log.info("Order run %s was re-run; following the order's newest run.", run.id)
                     watch = None
+                elif run.is_terminal and self._stopped_by_earlier_attempt(run):
+                    order_id = self._order_again(context, order_id, run)
+                    watch = None
                 elif run.is_terminal:
                     return self._finish(context, order_id, run)
                 else:
@@ -654,6 +661,25 @@ class SubmitRecipeOrderOperator(BaseOperator):
             time.sleep(pause)
             self._check_killed(order_id)
             run = self._read(order_id, watch)
+
+    def _stopped_by_earlier_attempt(self, run: OrderRun) -> bool:
+        return self._inherited and run.status is OrderRunStatus.STOPPED_SERVING and not self._killed
+
+    def _order_again(self, context: Context, order_id: str, run: OrderRun) -> str:
+        """The inherited run was stopped (the earlier attempt's kill stopped it after this try reattached):
+        a cleared task starts clean, so submit a new order and wait for it instead."""
+        self.log.warning(
+            "%s, started before this task was cleared, ended with %s: the cleared attempt's kill stopped "
+            "it after this try reattached. A cleared task starts clean: this try submits a new order.",
+            self._describe(order_id, run.id),
+            run.status_text,
+        )
+        self._inherited = False
+        self._order_run_id = None
+        new_order = self._submit(context)
+        self._order_id = new_order
+        context["ti"].xcom_push(key=ORDER_ID_XCOM_KEY, value=new_order)
+        return new_order
 
     def _check_killed(self, order_id: str) -> None:
         """After ``on_kill`` stopped the run from Airflow's SIGTERM handler, end this try at once, as a
@@ -816,12 +842,17 @@ class SubmitRecipeOrderOperator(BaseOperator):
                 variation=self.variation,
             ),
             method_name="execute_complete",
-            kwargs={"timeout_at": end_time},
+            kwargs={"timeout_at": end_time, "exec_deadline": exec_deadline, "inherited": self._inherited},
             timeout=None,
         )
 
     def execute_complete(
-        self, context: Context, event: dict[str, Any], timeout_at: float | None = None
+        self,
+        context: Context,
+        event: dict[str, Any],
+        timeout_at: float | None = None,
+        exec_deadline: float | None = None,
+        inherited: bool = False,
     ) -> str:
         """Resume after OrderRunTrigger fired: succeed, fail for good, or stop the run after a deadline.
 
@@ -844,6 +875,19 @@ class SubmitRecipeOrderOperator(BaseOperator):
         )
         if run.id:
             self._publish_run(context, run.id)
+        # The kwarg says whether the run was an earlier attempt's; the stored record says it too (the
+        # kwarg is lost where next_kwargs are replaced by the event alone, as dag.test() does).
+        stored = self._stored_order(self._store)
+        self._inherited = inherited or (
+            stored is not None
+            and str(stored.get("order_id")) == order_id
+            and not written_this_attempt(stored, context, self.retries)
+        )
+        if wait.outcome is WaitOutcome.FAILED and self._stopped_by_earlier_attempt(run):
+            order_id = self._order_again(context, order_id, run)
+            return self._wait_deferred(
+                context, order_id, self._read(order_id, None), timeout_at, exec_deadline
+            )
         if wait.outcome in (WaitOutcome.SUCCESS, WaitOutcome.FAILED):
             self._finish(context, order_id, run)  # raises for SERVING_ERROR / STOPPED_SERVING
             if wait.outcome is WaitOutcome.SUCCESS:

@@ -324,3 +324,73 @@ def test_a_retry_without_task_state_store_finds_its_order_by_reference(dk_sandbo
     assert dk.count(route="create_order") == 1
     (order,) = dk.orders.values()
     assert result.xcom("submit") == order.order_id
+
+
+# ------------------------------------------------------------------------------------------ clears
+
+
+def test_a_reattached_run_that_the_cleared_attempt_stops_is_ordered_again(
+    dk_sandbox_factory: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A clear while deferred: the new try may reattach to the run before the old attempt's trigger
+    stops it. When that run then ends STOPPED_SERVING, the new try orders again instead of failing."""
+    import hashlib
+    import threading
+
+    from airflow_provider_orders.operators.datakitchen import ORDER_STATE_KEY
+
+    empty_overrides = hashlib.sha256(b"{}").hexdigest()
+    cases = {"sync": False, "deferred": True}
+    sandboxes = {}
+    for name in cases:
+        dk = dk_sandbox_factory(f"dk_clear_{name}")
+        dk.add_variation(K, R, "three_seconds", planned_seconds=0.2, active_seconds=3.0)
+        sandboxes[name] = dk
+
+    started: set[str] = set()
+
+    def earlier_attempt(name: str) -> Any:
+        def pre_execute(context: Any) -> None:
+            if name in started:
+                return  # pre_execute runs again when a deferred task resumes
+            started.add(name)
+            dk = sandboxes[name]
+            old = dk.model.create_order(K, R, "three_seconds", {}, username=dk.username)
+            record = {
+                "order_id": old.order_id,
+                "kitchen": K,
+                "recipe": R,
+                "variation": "three_seconds",
+                "overrides_sha256": empty_overrides,
+                "try_number": 0,  # written by a try of an attempt before this one (a clear)
+            }
+            context["task_state_store"].set(ORDER_STATE_KEY, record)
+            # the cleared attempt's kill stops its run a moment after this try reattached to it
+            threading.Timer(1.0, dk.model.stop_run, args=(old.runs[0].hid,)).start()
+
+        return pre_execute
+
+    with make_dag("dk_clear_race") as dag:
+        for name, deferrable in cases.items():
+            _submit(
+                name,
+                "three_seconds",
+                wait_for_completion=True,
+                deferrable=deferrable,
+                pre_execute=earlier_attempt(name),
+                datakitchen_conn_id=f"dk_clear_{name}",
+            )
+
+    result = run_dag(dag)
+    out = capfd.readouterr().out
+
+    assert result.state == "success", out[-3000:]
+    for name in cases:
+        dk = sandboxes[name]
+        ti = result.ti(name)
+        assert (ti.state, ti.try_number) == ("success", 1), name
+        old, new = sorted(dk.orders.values(), key=lambda o: o.created_at)
+        assert _statuses(old) == ["STOPPED_SERVING"], name
+        assert _statuses(new) == ["COMPLETED_SERVING"], name
+        assert result.xcom(name) == new.order_id, name
+    assert "the cleared attempt's kill stopped it after this try reattached" in out
