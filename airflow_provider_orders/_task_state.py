@@ -57,6 +57,18 @@ def written_this_attempt(record: Mapping[str, Any], context: Context, retries: i
     return written_by >= first
 
 
+def retries_left(context: Context, retries: int | None) -> bool:
+    """Whether Airflow runs another try of this task instance after the running one fails (its try
+    number is within ``max_tries``; without them in the context, whether the task has retries)."""
+    current = try_number(context)
+    max_tries = getattr(context.get("ti"), "max_tries", None)
+    if current is None:
+        return bool(retries)
+    if not isinstance(max_tries, int) or isinstance(max_tries, bool):
+        max_tries = retries or 0
+    return current <= max_tries
+
+
 class StateWriteError(Exception):
     """The task state store refused a record after every try (the cause is chained)."""
 

@@ -37,6 +37,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
 
+from airflow_provider_orders.models.datakitchen import DEFAULT_FINISHED_STATUSES
 from airflow_provider_orders.models.ezcater import ORDER_EVENT_KEYS
 
 if TYPE_CHECKING:
@@ -44,16 +45,20 @@ if TYPE_CHECKING:
 
 SCHEME = "ezcater"
 DATAKITCHEN_SCHEME = "datakitchen"
-#: The trigger's default: a watcher fires for runs that complete.
-DEFAULT_FINISHED_STATUSES: tuple[str, ...] = ("COMPLETED_SERVING",)
+
+
+def _asset_conn_id(conn_id: str) -> str:
+    """A connection id as an asset URI's host: not empty, no '/' and no spaces."""
+    text = str(conn_id).strip()
+    if not text or "/" in text or any(c.isspace() for c in text):
+        raise ValueError(f"conn_id must be a connection id without '/' or spaces, got {text!r}")
+    return text
 
 
 def ezcater_order_asset_uri(conn_id: str = "ezcater_default", key: str = "submitted") -> str:
     """``ezcater://<conn_id>/orders/<key>``: the asset URI of one connection's order event."""
-    conn_id = str(conn_id).strip()
+    conn_id = _asset_conn_id(conn_id)
     key = str(key).strip().lower()
-    if not conn_id or "/" in conn_id or any(c.isspace() for c in conn_id):
-        raise ValueError(f"conn_id must be a connection id without '/' or spaces, got {conn_id!r}")
     if key not in ORDER_EVENT_KEYS:
         raise ValueError(f"key must be one of {', '.join(ORDER_EVENT_KEYS)}, got {key!r}")
     return f"{SCHEME}://{conn_id}/orders/{key}"
@@ -166,9 +171,7 @@ def datakitchen_order_runs_asset_uri(
 ) -> str:
     """``datakitchen://<conn_id>/kitchens/<kitchen>/runs?recipe=..&status=..&variation=..``: the URI of
     the asset that receives the runs of a kitchen (and recipe / variation) that end in ``statuses``."""
-    conn_id = _identifier("conn_id", conn_id)
-    if "/" in conn_id or any(c.isspace() for c in conn_id):
-        raise ValueError(f"conn_id must be a connection id without '/' or spaces, got {conn_id!r}")
+    conn_id = _asset_conn_id(conn_id)
     # Sorted by name: Airflow normalises an asset URI's query that way, and name and URI stay equal.
     query = {"recipe": recipe, "status": ",".join(_statuses(statuses)), "variation": variation}
     params = [(k, _identifier(k, v)) for k, v in sorted(query.items()) if v is not None]

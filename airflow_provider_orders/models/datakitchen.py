@@ -64,6 +64,8 @@ TERMINAL_RUN_STATUSES: frozenset[OrderRunStatus] = frozenset(
         OrderRunStatus.SERVING_RERAN,
     }
 )
+#: The statuses a watcher of finished runs fires for unless told otherwise: runs that complete.
+DEFAULT_FINISHED_STATUSES: tuple[str, ...] = (OrderRunStatus.COMPLETED_SERVING.value,)
 #: A run in one of these did not succeed. SERVING_RERAN is terminal but not failed: a resume superseded it.
 FAILED_RUN_STATUSES: frozenset[OrderRunStatus] = frozenset(
     {OrderRunStatus.SERVING_ERROR, OrderRunStatus.STOPPED_SERVING}
@@ -651,6 +653,7 @@ def describe_order(
 
 
 __all__ = [
+    "DEFAULT_FINISHED_STATUSES",
     "FAILED_RUN_STATUSES",
     "TERMINAL_RUN_STATUSES",
     "ListedOrder",

@@ -22,6 +22,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowTaskTimeout
 from airflow_provider_orders._arguments import rendered_id, seconds
 from airflow_provider_orders._task_state import (
     StateWriteError,
+    retries_left,
     try_number,
     write_record,
     written_this_attempt,
@@ -45,10 +46,16 @@ from airflow_provider_orders.models.datakitchen import (
     STORY_LINE_CHARS,
     STORY_LINES_PER_NODE,
     ListedOrder,
+    LostOrderQuery,
     OrderRun,
     OrderRunReport,
     OrderRunStatus,
+    canonical_json,
     describe_order,
+    iso_utc,
+    listed_orders,
+    match_lost_order,
+    recipe_target,
 )
 from airflow_provider_orders.triggers.events import WaitEvent, WaitOutcome
 
@@ -429,7 +436,7 @@ class SubmitRecipeOrderOperator(BaseOperator):
                 self.log.warning(
                     "No order for %s appeared in the order list within %gs of the lost answer: DataKitchen "
                     "did not create it, so submitting again is safe. Submitting once more.",
-                    recipe_target_of(self),
+                    recipe_target(self.kitchen, self.recipe, self.variation),
                     self.lost_order_grace,
                 )
         raise AssertionError("unreachable")
@@ -442,8 +449,6 @@ class SubmitRecipeOrderOperator(BaseOperator):
         Exactly one match: its id. None after ``lost_order_grace``: nothing was created. Several, or a
         list that cannot tell: raise ``exc`` extended with what the list showed.
         """
-        from airflow_provider_orders.models.datakitchen import LostOrderQuery, listed_orders, match_lost_order
-
         self.log.warning(
             "The answer to the create was lost (%s). Looking for the order in the order list of kitchen %r.",
             exc,
@@ -508,8 +513,6 @@ class SubmitRecipeOrderOperator(BaseOperator):
             return None
         if (try_number(context) or 1) <= 1:
             return None
-        from airflow_provider_orders.models.datakitchen import canonical_json, listed_orders
-
         prefix = self._reference_prefix(context)
         variable = self.reference_variable
         body = self.hook.list_orders(self.kitchen, recipe=self.recipe, variation=self.variation)
@@ -577,9 +580,11 @@ class SubmitRecipeOrderOperator(BaseOperator):
             self.log.info("The resume's answer was lost, but the order has a new run: %s", newest.id)
             answer = {"serving_hid": newest.id}
         new_id = answer.get("serving_hid")
-        new_run = self._read(order_id, None) if not new_id or str(new_id) == run.id else None
-        if new_id and str(new_id) != run.id:
-            new_run = OrderRun(id=str(new_id), order_id=order_id)
+        new_run = (
+            OrderRun(id=str(new_id), order_id=order_id)
+            if new_id and str(new_id) != run.id
+            else self._read(order_id, None)
+        )
         # DataKitchen documents only order_id in the answer: then wait (briefly) for the new run to be
         # listed, so that neither wait mistakes the resumed run for the current one.
         deadline = time.monotonic() + max(30.0, 3 * self.poll_interval)
@@ -739,44 +744,33 @@ class SubmitRecipeOrderOperator(BaseOperator):
             self.log.error(
                 "%s ended with %s. What DataKitchen reports:\n%s", where, run.status_text, "\n".join(story)
             )
-        headline = report.headline() if report is not None else None
-        if self.retry_from_failure and run.id:
-            if _retries_left(context, self.retries or 0):
-                raise TransientOrdersError(
-                    str(
-                        OrderRunFailedError.ended(
-                            run,
-                            kitchen=self.kitchen,
-                            order_id=order_id,
-                            recipe=self.recipe,
-                            variation=self.variation,
-                            headline=headline,
-                            note=f"retry_from_failure=True: the next try resumes order run '{run.id}' "
-                            "(DataKitchen re-runs its failed nodes in a new run of the same order)",
-                        )
-                    ),
-                    api_message=run.message,
-                )
-            note: str | None = (
-                "retry_from_failure=True, but the task's retries are spent: the run was not resumed"
+        resuming = bool(self.retry_from_failure and run.id and retries_left(context, self.retries))
+        note: str | None = None
+        if resuming:
+            note = (
+                f"retry_from_failure=True: the next try resumes order run '{run.id}' (DataKitchen re-runs "
+                "its failed nodes in a new run of the same order)"
             )
-        else:
+        elif self.retry_from_failure and run.id:
+            note = "retry_from_failure=True, but the task's retries are spent: the run was not resumed"
+        elif run.id:
             note = (
                 f"To re-run only its failed nodes, resume order run '{run.id}' in DataKitchen "
                 f"(PUT /v2/order/resume/{run.id}) or set retry_from_failure=True on the task"
-                if run.id
-                else None
             )
-        self._record_failure_reported()
-        raise OrderRunFailedError.ended(
+        error = OrderRunFailedError.ended(
             run,
             kitchen=self.kitchen,
             order_id=order_id,
             recipe=self.recipe,
             variation=self.variation,
-            headline=headline,
+            headline=report.headline() if report is not None else None,
             note=note,
         )
+        if resuming:
+            raise TransientOrdersError(str(error), api_message=run.message)
+        self._record_failure_reported()
+        raise error
 
     def _current_run_id(self, order_id: str, run: OrderRun | None) -> str | None:
         """The run to stop: the watched one, or, when it was superseded by a resume (or not known), the
@@ -957,31 +951,11 @@ class SubmitRecipeOrderOperator(BaseOperator):
             self.log.info("%s: %s", where, stopped)
 
 
-def recipe_target_of(op: SubmitRecipeOrderOperator) -> str:
-    from airflow_provider_orders.models.datakitchen import recipe_target
-
-    return recipe_target(op.kitchen, op.recipe, op.variation)
-
-
 def _listing(orders: list[ListedOrder]) -> str:
-    from airflow_provider_orders.models.datakitchen import iso_utc
-
     return "; ".join(
         f"'{o.id}' (created {iso_utc(o.created_at) or 'at an unlisted time'} by {o.created_by or 'unlisted'})"
         for o in orders[:10]
     ) + (f"; and {len(orders) - 10} more" if len(orders) > 10 else "")
-
-
-def _retries_left(context: Context, retries: int) -> bool:
-    """Whether Airflow will run another try of this task instance after this one fails."""
-    ti = context.get("ti")
-    number = getattr(ti, "try_number", None)
-    max_tries = getattr(ti, "max_tries", None)
-    if not isinstance(number, int) or isinstance(number, bool):
-        return retries > 0
-    if not isinstance(max_tries, int) or isinstance(max_tries, bool):
-        max_tries = retries
-    return number <= max_tries
 
 
 __all__ = ["ORDER_RUN_SUMMARY_XCOM_KEY", "ORDER_STATE_KEY", "SubmitRecipeOrderOperator"]

@@ -16,7 +16,6 @@ import asyncio
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseEventTrigger
@@ -26,7 +25,7 @@ from airflow_provider_orders.exceptions import (
     OrdersProviderError,
     PermanentOrdersError,
 )
-from airflow_provider_orders.models.datakitchen import describe_order
+from airflow_provider_orders.models.datakitchen import DEFAULT_FINISHED_STATUSES, describe_order, iso_utc
 from airflow_provider_orders.triggers._polling import MIN_POLL_INTERVAL, PollingTrigger
 from airflow_provider_orders.triggers.events import WaitEvent, WaitOutcome
 
@@ -210,7 +209,6 @@ WATERMARK_OVERLAP_SECONDS = 600.0
 #: At most this many run ids are remembered (oldest dropped first).
 WATERMARK_MAX_IDS = 2000
 #: Defaults of :class:`FinishedOrderRunsTrigger`.
-DEFAULT_FINISHED_STATUSES: tuple[str, ...] = ("COMPLETED_SERVING",)
 DEFAULT_LOOKBACK_MINUTES = 24 * 60
 DEFAULT_SERVINGS_PER_ORDER = 10
 
@@ -287,10 +285,6 @@ class Watermark:
         for mark in marks:
             merged.seen.update(mark.seen)
         return merged
-
-
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat()
 
 
 class FinishedOrderRunsTrigger(BaseEventTrigger):
@@ -467,7 +461,7 @@ class FinishedOrderRunsTrigger(BaseEventTrigger):
             "recipe": run.recipe,
             "variation": run.variation,
             "status": run.status.value if run.status else run.status_text,
-            "finished_at": _iso(finished_at),
+            "finished_at": iso_utc(finished_at),
         }
 
     async def _start(self, started: float, runs: list[tuple[float, ListedRun]]) -> Watermark:
@@ -475,14 +469,14 @@ class FinishedOrderRunsTrigger(BaseEventTrigger):
         the first listing (``runs``) that had finished by then remembered as history."""
         stored = await self._load()
         if stored is not None:
-            self.log.info("Resuming from the stored watermark (%s)", _iso(stored.finished_at))
+            self.log.info("Resuming from the stored watermark (%s)", iso_utc(stored.finished_at))
             return stored
         base = self.since if self.since is not None else started
         mark = Watermark(base, {run.id: ended for ended, run in runs if ended <= base})
         mark.prune()
         self.log.info(
             "No stored watermark: firing for runs that finish after %s (%d earlier one(s) are history)",
-            _iso(base),
+            iso_utc(base),
             len(mark.seen),
         )
         return mark
