@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEV_STAMP := $(VENV)/.installed-dev
 RUN_STAMP := $(VENV)/.installed-run
 
-.PHONY: demo demo-notifications airflow test test-e2e test-lifecycle test-notifications lint fmt clean smoke bench
+.PHONY: demo demo-notifications airflow test test-e2e test-lifecycle test-notifications test-distributed test-compat dist lint fmt clean smoke bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,7 +40,7 @@ airflow: $(RUN_STAMP)
 
 ## test: the whole suite (sandboxes, hooks, operators via dag.test(), reliability matrix)
 test: $(DEV_STAMP)
-	$(BIN)/python -m pytest -m "not e2e and not lifecycle and not notifications" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not e2e and not lifecycle and not notifications and not distributed" $(PYTEST_ARGS)
 
 ## test-e2e: trigger example_order_pipeline from the Airflow UI in headless Chromium (real Airflow + sandboxes)
 test-e2e: $(DEV_STAMP)
@@ -53,6 +53,23 @@ test-lifecycle: $(DEV_STAMP)
 ## test-notifications: ezCater deliveries -> receiver plugin -> asset events -> runs -> accepts, in a real Airflow
 test-notifications: $(DEV_STAMP)
 	$(BIN)/python -m pytest -m notifications tests/notifications $(PYTEST_ARGS)
+
+## test-distributed: CeleryExecutor (2 workers), PostgreSQL and Redis (Debian packages, local processes) under faults
+test-distributed: $(DEV_STAMP)
+	$(BIN)/python -m pytest -m distributed tests/distributed $(PYTEST_ARGS)
+
+## dist: build the wheel and the sdist into dist/ and check them with twine
+dist: $(DEV_STAMP)
+	rm -rf dist build
+	$(BIN)/python -m build --outdir dist . >/dev/null
+	$(BIN)/twine check --strict dist/*
+	@ls -l dist
+
+## test-compat: the core suite on the newest patch of Airflow 3.0, 3.1, 3.2 and 3.3, each in its own venv,
+## against the wheel that `make dist` built (not the checkout): a file missing from the wheel fails here
+COMPAT_MINORS ?= 3.0 3.1 3.2 3.3
+test-compat: dist
+	$(BIN)/python dev/compat.py $(COMPAT_MINORS) $(COMPAT_ARGS)
 
 ## lint: ruff (lint + format check) and mypy
 lint: $(DEV_STAMP)
@@ -87,4 +104,4 @@ fmt: $(DEV_STAMP)
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) .venv-smoke .airflow-home .artifacts build dist *.egg-info
+	rm -rf $(VENV) $(BENCH_VENV) .venv-smoke .venv-compat-* .airflow-home .artifacts build dist *.egg-info
