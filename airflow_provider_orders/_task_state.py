@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import logging
     from collections.abc import Mapping
 
-    from airflow.sdk import Context
+    from airflow.providers.common.compat.sdk import Context
 
 #: Writes of a record that must not get lost: tries and the pause before each retry (seconds).
 WRITE_PAUSES = (0.5, 1.0, 2.0)

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperatorLink
+from airflow.providers.common.compat.sdk import BaseOperatorLink
 
 if TYPE_CHECKING:
     import logging
 
-    from airflow.sdk import BaseOperator
-    from airflow.sdk.types import TaskInstanceKey
+    from airflow.providers.common.compat.sdk import BaseOperator, TaskInstanceKey
 
     from airflow_provider_orders.hooks.datakitchen import DataKitchenHook
 
@@ -39,7 +38,7 @@ class DataKitchenOrderRunLink(BaseOperatorLink):
     name = "DataKitchen order run"
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
-        from airflow.sdk.execution_time.xcom import XCom
+        from airflow.providers.common.compat.sdk import XCom
 
         url = XCom.get_value(ti_key=ti_key, key=ORDER_RUN_URL_XCOM_KEY)
         return url if isinstance(url, str) else ""

@@ -42,8 +42,8 @@ import logging
 from datetime import timedelta
 from typing import Any
 
+from airflow.providers.common.compat.sdk import AirflowSkipException
 from airflow.sdk import DAG, Param, task, task_group
-from airflow.sdk.exceptions import AirflowSkipException
 
 from airflow_provider_orders.assets import ezcater_order_asset, order_ids_from_events
 from airflow_provider_orders.operators.ezcater import AcceptOrderOperator, RejectOrderOperator

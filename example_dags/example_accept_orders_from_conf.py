@@ -17,8 +17,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from airflow.providers.common.compat.sdk import AirflowFailException
 from airflow.sdk import DAG, Param, task
-from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_orders.operators.ezcater import AcceptOrderOperator
 

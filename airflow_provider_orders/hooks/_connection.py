@@ -9,16 +9,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from airflow.sdk import BaseHook
+from airflow.providers.common.compat.sdk import BaseHook
 
 from airflow_provider_orders.exceptions import PermanentOrdersError
 from airflow_provider_orders.hooks._http import CONNECTION_LOOKUPS, async_request_gate
 from airflow_provider_orders.hooks._retry import RetryPolicy
+from airflow_provider_orders.version_compat import AIRFLOW_V_3_1_PLUS
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from airflow.sdk import Connection
+    from airflow.providers.common.compat.sdk import Connection
 
 
 DEFAULT_TIMEOUT = 60.0
@@ -70,10 +71,17 @@ class ConfiguredHook(BaseHook, Generic[ConfigT]):
         connection lookups (not either API's) lets only a few run at a time, so the loop keeps ticking.
         """
         if self._config is None:
+            # common-compat picks the async lookup where it is safe (3.3.2+) and the sync one in a worker
+            # thread before (the async one deadlocked there, and 3.0 has none).
+            from airflow.providers.common.compat.connection import (
+                get_async_connection,
+                get_async_extra_dejson,
+            )
+
             async with async_request_gate(*CONNECTION_LOOKUPS, wait=None):
                 if self._config is None:
-                    conn = await self.aget_connection(self._conn_id)
-                    extra = await conn.aextra_dejson()
+                    conn = await get_async_connection(self._conn_id, hook=self)
+                    extra = await get_async_extra_dejson(conn)
                     config = self._parse_config(conn, extra, self._conn_id)
                     await amask(config.secret)
                     self._config = config
@@ -218,7 +226,7 @@ def normalize_url(
 def mask(secret: str | None) -> None:
     """Register a secret with Airflow's secrets masker (task process and, if any, the supervisor)."""
     if secret:
-        from airflow.sdk.log import mask_secret
+        from airflow.providers.common.compat.sdk import mask_secret
 
         mask_secret(secret)
 
@@ -228,21 +236,30 @@ def mask_nowait(secret: str | None) -> None:
     ``on_kill``, which runs in a signal handler of the thread it interrupted, where that thread may hold
     the supervisor channel's lock (e.g. in the middle of :func:`mask`). The secret is never logged; this
     keeps it out of this process's log lines should anything echo it."""
-    if secret:
-        try:
-            from airflow.sdk._shared.secrets_masker import mask_secret
-        except ImportError:  # pragma: no cover - another Airflow layout: the public (blocking) one
-            from airflow.sdk.log import mask_secret
+    if not secret:
+        return
+    if AIRFLOW_V_3_1_PLUS:
+        from airflow.sdk._shared.secrets_masker import mask_secret
 
         mask_secret(secret)
+    else:  # 3.0: the process's own masker (its public mask_secret also tells the supervisor)
+        from airflow.sdk.execution_time.secrets_masker import _secrets_masker
+
+        _secrets_masker().add_mask(secret)
 
 
 async def amask(secret: str | None) -> None:
     """Async :func:`mask`: uses the supervisor channel's async send (no deadlock inside a trigger)."""
-    if secret:
+    if not secret:
+        return
+    try:
         from airflow.sdk.log import amask_secret
+    except ImportError:  # before 3.3.2: the sync call, in a worker thread where blocking is safe
+        from asgiref.sync import sync_to_async
 
-        await amask_secret(secret)
+        await sync_to_async(mask)(secret)
+        return
+    await amask_secret(secret)
 
 
 __all__ = [

@@ -64,7 +64,7 @@ from airflow_provider_orders.models.datakitchen import recipe_target
 
 if TYPE_CHECKING:
     import requests
-    from airflow.sdk import Connection
+    from airflow.providers.common.compat.sdk import Connection
 
 DEFAULT_HOST = "https://cloud.datakitchen.io"
 #: The servings endpoint returns 10 runs unless told otherwise; runs come newest first.

@@ -97,7 +97,7 @@ from airflow_provider_orders.models.ezcater import (
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
 
-    from airflow.sdk import Connection
+    from airflow.providers.common.compat.sdk import Connection
     from gql import Client, GraphQLRequest
     from gql.client import SyncClientSession
     from gql.transport.requests import RequestsHTTPTransport

@@ -15,9 +15,7 @@ from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from airflow.sdk import BaseOperator
-from airflow.sdk.configuration import conf
-from airflow.sdk.exceptions import AirflowException, AirflowTaskTimeout
+from airflow.providers.common.compat.sdk import AirflowException, AirflowTaskTimeout, BaseOperator, conf
 
 from airflow_provider_orders._arguments import rendered_id, seconds
 from airflow_provider_orders._task_state import (
@@ -58,11 +56,12 @@ from airflow_provider_orders.models.datakitchen import (
     recipe_target,
 )
 from airflow_provider_orders.triggers.events import WaitEvent, WaitOutcome
+from airflow_provider_orders.version_compat import AIRFLOW_V_3_3_PLUS, warn_missing_once
 
 if TYPE_CHECKING:
     from datetime import timedelta
 
-    from airflow.sdk import Context
+    from airflow.providers.common.compat.sdk import Context
 
     from airflow_provider_orders.hooks.datakitchen import DataKitchenHook
 
@@ -210,6 +209,9 @@ class SubmitRecipeOrderOperator(BaseOperator):
         self._check_rendered()
         self._done = self._killed = self._inherited = False
         self._store = store = context.get("task_state_store")
+        if store is None and not self.reference_variable:
+            # With reference_variable, the order list carries the order to a retry instead (below).
+            warn_missing_once("task_state_store", self.log, f"task {self.task_id}")
         exec_deadline = (
             time.time() + self.execution_timeout.total_seconds() if self.execution_timeout else None
         )
@@ -824,6 +826,8 @@ class SubmitRecipeOrderOperator(BaseOperator):
         deadlines = [t for t in (end_time, exec_deadline) if t is not None]
         watch = None if run is None or run.is_superseded else run.id
         self.log.info("Deferring: the triggerer waits for %s", self._describe(order_id, watch))
+        if not AIRFLOW_V_3_3_PLUS:
+            warn_missing_once("trigger_on_kill", self.log, f"task {self.task_id}")
         self.defer(
             trigger=OrderRunTrigger(
                 datakitchen_conn_id=self.datakitchen_conn_id,

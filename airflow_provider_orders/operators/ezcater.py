@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
+from airflow.providers.common.compat.sdk import BaseOperator
 
 from airflow_provider_orders._arguments import rendered_flag, rendered_id
 from airflow_provider_orders._task_state import delete_record, try_number, written_this_attempt
@@ -41,9 +41,10 @@ from airflow_provider_orders.models.ezcater import (
     lifecycle_state_of,
     normalize_lifecycle_state,
 )
+from airflow_provider_orders.version_compat import warn_missing_once
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.providers.common.compat.sdk import Context
 
     from airflow_provider_orders.hooks.ezcater import EzCaterHook
 
@@ -102,11 +103,7 @@ class _OrderMutationOperator(BaseOperator):
         sent_earlier: Mapping[str, Any] | None = None
         before_clear: Mapping[str, Any] | None = None
         if store is None:
-            self.log.warning(
-                "No task_state_store in the context (Airflow < 3.3?): a retry of this task cannot "
-                "recognise an order its earlier try already %sed.",
-                self.verb,
-            )
+            warn_missing_once("task_state_store", self.log, f"task {self.task_id}")
         else:
             previous = store.get(self.state_key)
             if self._counts(previous, record, context):

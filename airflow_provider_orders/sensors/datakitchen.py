@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import PokeReturnValue
+from airflow.providers.common.compat.sdk import PokeReturnValue
 
 from airflow_provider_orders._arguments import rendered_id
 from airflow_provider_orders.exceptions import OrderRunFailedError, PermanentOrdersError
@@ -24,7 +24,7 @@ from airflow_provider_orders.sensors._base import DeferrableOrderSensor
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from airflow.sdk import Context
+    from airflow.providers.common.compat.sdk import Context
 
     from airflow_provider_orders.hooks.datakitchen import DataKitchenHook
     from airflow_provider_orders.triggers.datakitchen import OrderRunTrigger

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import PokeReturnValue
+from airflow.providers.common.compat.sdk import PokeReturnValue
 
 from airflow_provider_orders._arguments import rendered_id
 from airflow_provider_orders.exceptions import PermanentOrdersError
@@ -25,7 +25,7 @@ from airflow_provider_orders.sensors._base import DeferrableOrderSensor
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from airflow.sdk import Context
+    from airflow.providers.common.compat.sdk import Context
 
     from airflow_provider_orders.hooks.ezcater import EzCaterHook
     from airflow_provider_orders.triggers.events import WaitEvent

@@ -28,6 +28,7 @@ from airflow_provider_orders.exceptions import (
 from airflow_provider_orders.models.datakitchen import DEFAULT_FINISHED_STATUSES, describe_order, iso_utc
 from airflow_provider_orders.triggers._polling import MIN_POLL_INTERVAL, PollingTrigger
 from airflow_provider_orders.triggers.events import WaitEvent, WaitOutcome
+from airflow_provider_orders.version_compat import AIRFLOW_V_3_3_PLUS, warn_missing_once
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -393,10 +394,17 @@ class FinishedOrderRunsTrigger(BaseEventTrigger):
 
     # ------------------------------------------------------------------ the watermark's store
 
+    def _store(self) -> Any:
+        """The triggerer's ``asset_state_store`` (Airflow 3.3+); None before, said once per process."""
+        store = getattr(self, "asset_state_store", None)
+        if store is None and not AIRFLOW_V_3_3_PLUS:
+            warn_missing_once("asset_state_store", self.log, self.describe())
+        return store
+
     def _accessors(self) -> list[Any]:
         """The per-asset accessors of ``asset_state_store``: usually one; several when one trigger
         watches several assets (same kwargs), in which case each gets the watermark."""
-        store = self.asset_state_store
+        store = self._store()
         if store is None:
             return []
         by_name = getattr(store, "_by_name", None)
@@ -482,7 +490,7 @@ class FinishedOrderRunsTrigger(BaseEventTrigger):
         return mark
 
     def _log_failure(self, exc: Exception) -> None:
-        from airflow.sdk.exceptions import AirflowNotFoundException
+        from airflow.providers.common.compat.sdk import AirflowNotFoundException
 
         if isinstance(exc, PermanentOrdersError | AirflowNotFoundException):
             self.log.error(
@@ -501,7 +509,7 @@ class FinishedOrderRunsTrigger(BaseEventTrigger):
             "Watching %s every %g s (watermark %s)",
             self.describe(),
             self.poll_interval,
-            "in the asset's state store" if self.asset_state_store is not None else "in memory only",
+            "in the asset's state store" if self._store() is not None else "in memory only",
         )
         while True:
             try:

@@ -34,6 +34,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_orders.assets import ezcater_order_asset_uri
+from airflow_provider_orders.version_compat import AIRFLOW_V_3_2_PLUS, AIRFLOW_V_3_3_PLUS
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -209,22 +210,29 @@ def _emit(
     stamp = _utcnow()
     if newest is not None and stamp <= newest:
         stamp = newest + _ONE_MICROSECOND
-    event = asset_manager.register_asset_change(
-        asset=asset, extra=delivery.asset_extra(), session=session, callback_sink=callbacks
-    )
+    if AIRFLOW_V_3_3_PLUS:  # listeners are told after our commit (the caller runs the callbacks)
+        event = asset_manager.register_asset_change(
+            asset=asset, extra=delivery.asset_extra(), session=session, callback_sink=callbacks
+        )
+    else:  # before 3.3 there is no callback sink: listeners are told inside the transaction
+        event = asset_manager.register_asset_change(
+            asset=asset, extra=delivery.asset_extra(), session=session
+        )
     if event is None:  # the asset vanished under us (not expected: its row is locked)
         return Outcome("no_listener", uri)
     event.timestamp = stamp
     session.flush()
 
     queued: list[str] = []
-    partitioned = {
-        dag_id
-        for dag_id, flag in session.execute(
-            select(DagModel.dag_id, DagModel.timetable_partitioned).where(DagModel.dag_id.in_(consumers))
-        )
-        if flag
-    }
+    partitioned: set[str] = set()  # partitioned timetables (3.2+) queue by partition key, not here
+    if AIRFLOW_V_3_2_PLUS:
+        partitioned = {
+            dag_id
+            for dag_id, flag in session.execute(
+                select(DagModel.dag_id, DagModel.timetable_partitioned).where(DagModel.dag_id.in_(consumers))
+            )
+            if flag
+        }
     for dag_id in sorted(set(consumers) - partitioned):
         where = (AssetDagRunQueue.asset_id == asset.id, AssetDagRunQueue.target_dag_id == dag_id)
         # Waits while a scheduler holds the row to build a run from it; then finds it gone.

@@ -9,7 +9,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.providers.common.compat.sdk import AirflowFailException
 from hook_test_support import run_async, wait_for
 
 from airflow_provider_orders.exceptions import (
@@ -762,7 +762,7 @@ def test_secrets_never_reach_logs_or_errors(
     capfd: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from airflow.sdk.log import redact
+    from airflow.providers.common.compat.sdk import redact
 
     dk = datakitchen_sandbox
     caplog.set_level("DEBUG")

@@ -9,7 +9,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.providers.common.compat.sdk import AirflowFailException
 from hook_test_support import run_async
 
 from airflow_provider_orders import __version__
@@ -643,7 +643,7 @@ def test_token_never_reaches_logs_or_errors(
     capfd: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from airflow.sdk.log import redact
+    from airflow.providers.common.compat.sdk import redact
 
     ez = ezcater_sandbox
     caplog.set_level("DEBUG")

@@ -103,7 +103,7 @@ def test_connection_form_metadata_is_read_from_provider_info() -> None:
 
 
 def test_hooks_are_built_from_airflow_conn_json(monkeypatch: pytest.MonkeyPatch) -> None:
-    from airflow.sdk import Connection
+    from airflow.providers.common.compat.sdk import Connection
 
     monkeypatch.setenv(
         "AIRFLOW_CONN_DK_FROM_ENV",
@@ -131,7 +131,7 @@ def test_hooks_are_built_from_airflow_conn_json(monkeypatch: pytest.MonkeyPatch)
 
 def test_connection_test_button_path_uses_the_hook(datakitchen_sandbox: Any, ezcater_sandbox: Any) -> None:
     """What the UI's "Test" button runs: Connection.test_connection() → hook.test_connection()."""
-    from airflow.sdk import Connection
+    from airflow.providers.common.compat.sdk import Connection
 
     ok, message = Connection.get("datakitchen_default").test_connection()
     assert ok, message

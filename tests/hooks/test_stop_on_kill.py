@@ -70,7 +70,7 @@ def test_stop_on_kill_does_not_wait_for_the_login_lock_its_own_thread_holds(
     capfd: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from airflow.sdk.log import redact
+    from airflow.providers.common.compat.sdk import redact
 
     dk = datakitchen_sandbox
     caplog.set_level("DEBUG")

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from dag_runner import make_dag, run_dag
 
+from airflow_provider_orders.version_compat import AIRFLOW_V_3_1_PLUS
+
 if TYPE_CHECKING:
     from airflow_provider_orders.sandbox import DataKitchenSandbox
 
@@ -145,7 +147,8 @@ def test_sensor_modes_poke_reschedule_deferrable(datakitchen_sandbox: DataKitche
         assert result.xcom(sensor)["order_run_id"] == order.runs[0].hid, sensor
         assert result.xcom(sensor, "order_run_id") == order.runs[0].hid, sensor
         assert result.xcom(sensor, "order_run_status") == "COMPLETED_SERVING", sensor
-    assert result.reschedule_count("sensor_reschedule") >= 1
+    if AIRFLOW_V_3_1_PLUS:  # Airflow 3.0's dag.test() pokes a reschedule sensor again in place, no row
+        assert result.reschedule_count("sensor_reschedule") >= 1
     assert _order(dk, "medium_c").order_id in _deferred_order_ids()
     assert _order(dk, "medium_a").order_id not in _deferred_order_ids()
     # submit without waiting: one create each, no stop

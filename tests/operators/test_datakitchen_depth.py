@@ -326,6 +326,39 @@ def test_a_retry_without_task_state_store_finds_its_order_by_reference(dk_sandbo
     assert result.xcom("submit") == order.order_id
 
 
+def test_without_task_state_store_or_reference_a_retry_orders_again_and_says_so_once(
+    dk_sandbox_factory: Any, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The degraded case of Airflow 3.0-3.2 (README: Airflow versions): with neither the store nor a
+    reference variable, a retry cannot know its earlier try's order; the task log says so once."""
+    from airflow_provider_orders import version_compat
+
+    monkeypatch.setattr(version_compat, "_warned", set())
+    dk = dk_sandbox_factory("dk_no_store_no_ref", max_retries=2)
+    dk.inject_fault("servings", status=500, times=3)  # try 1 loses sight of its order
+
+    def no_task_state_store(context: Any) -> None:
+        context.pop("task_state_store", None)
+
+    with make_dag("dk_no_store_no_ref", default_args={"retries": 2}) as dag:
+        _submit(
+            "submit",
+            "success",
+            wait_for_completion=True,
+            lost_order_grace=0,
+            pre_execute=no_task_state_store,
+            datakitchen_conn_id="dk_no_store_no_ref",
+        )
+
+    result = run_dag(dag)
+
+    out = capfd.readouterr().out
+    assert result.state_of("submit") == "success"
+    assert out.count("gives no task_state_store") == 1
+    assert "set reference_variable= to let a retry find its order" in out
+    assert dk.count(route="create_order") >= 2  # the retry could not know the first order
+
+
 # ------------------------------------------------------------------------------------------ clears
 
 

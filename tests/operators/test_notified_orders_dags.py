@@ -32,7 +32,9 @@ SHOULD_ACCEPT, SHOULD_REJECT = f"{GROUP}.should_accept", f"{GROUP}.should_reject
 
 def _load(dag_id: str, dags_folder: Path | None = None) -> DAG:
     """The example DAG; copied into the session's dags folder first when it is to run (``dag.test()``)."""
-    from airflow.dag_processing.dagbag import DagBag
+    from airflow_versions import dagbag_class
+
+    DagBag = dagbag_class()
 
     path = EXAMPLE_DAGS / f"{dag_id}.py"
     if dags_folder is not None:

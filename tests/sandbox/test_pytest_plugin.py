@@ -118,7 +118,7 @@ import requests
 
 
 def test_airflow_reads_the_datakitchen_connection(datakitchen_sandbox):
-    from airflow.sdk import BaseHook
+    from airflow.providers.common.compat.sdk import BaseHook
 
     conn = BaseHook.get_connection("datakitchen_default")
     assert conn.host == datakitchen_sandbox.url
@@ -129,7 +129,7 @@ def test_airflow_reads_the_datakitchen_connection(datakitchen_sandbox):
 
 @pytest.mark.ezcater_sandbox(error_code_style="seed")
 def test_airflow_reads_the_ezcater_connection(ezcater_sandbox):
-    from airflow.sdk import BaseHook
+    from airflow.providers.common.compat.sdk import BaseHook
 
     conn = BaseHook.get_connection("ezcater_default")
     assert (conn.host, conn.password) == (ezcater_sandbox.graphql_url, "sandbox-token")
