@@ -106,7 +106,11 @@ def read_connection_secret(conn_id: str) -> str | None:
         extra = conn.extra_dejson
     except Exception:
         return None
-    secret = extra.get(WEBHOOK_SECRET_EXTRA) if isinstance(extra, dict) else None
+    secret = None
+    if isinstance(
+        extra, dict
+    ):  # the plain name, or the ``extra__ezcater__`` form older forms stored (as the hook)
+        secret = extra.get(WEBHOOK_SECRET_EXTRA) or extra.get(f"extra__{CONN_TYPE}__{WEBHOOK_SECRET_EXTRA}")
     if not isinstance(secret, str) or not secret.strip():
         log.warning(
             "Connection %r has no %r extra: its deliveries are refused (run `orders-ezcater subscribe`)",

@@ -78,17 +78,11 @@ def _consumer_dag(dag_id: str, uri: str, *, paused: bool = False) -> str:
 
 def sync_dags(home: Path, files: dict[str, str]) -> None:
     """Write DAG files into the dags folder and parse them into the metadata DB, as the dag-processor does."""
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
-    from airflow.utils.session import create_session
+    from airflow_versions import sync_dags_folder
 
     for name, text in files.items():
         (home / "dags" / name).write_text(text)
-    with create_session() as session:
-        DagBundlesManager().sync_bundles_to_db(session=session)
-    bag = BundleDagBag(dag_folder=home / "dags", bundle_path=home / "dags", bundle_name="dags-folder")
-    assert not bag.import_errors, bag.import_errors
-    sync_bag_to_db(bag, "dags-folder", None)
+    sync_dags_folder(home / "dags")
 
 
 def asset_events(uri: str) -> list[dict[str, Any]]:
@@ -315,6 +309,25 @@ def test_unverified_deliveries_get_one_and_the_same_401_and_create_nothing(
     assert answer.status_code == 401
     assert answer.json() == {"detail": "Missing or invalid X-Ezcater-Signature"}
     assert asset_events(listening) == []
+
+
+def test_the_secret_is_read_under_its_older_extra_name_too(
+    client: TestClient, listening: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection saved by an older form keeps ``extra__ezcater__webhook_secret``: the hook (and so
+    ``orders-ezcater status``) reads it, so the receiver must too, or status says "set" while every
+    delivery gets 401."""
+    target = "ez_prefixed_" + uuid.uuid4().hex[:6]
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{target.upper()}",
+        json.dumps(
+            {"conn_type": "ezcater", "password": "t", "extra": {"extra__ezcater__webhook_secret": SECRET}}
+        ),
+    )
+    answer = post(client, target, *signed(delivery()))
+    # past the signature check: what remains is that no DAG listens on this connection's asset yet
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["detail"].startswith(f"No DAG schedules on ezcater://{target}/orders/submitted")
 
 
 def test_a_stale_or_future_timestamp_is_refused(client: TestClient, conn_id: str, listening: str) -> None:
