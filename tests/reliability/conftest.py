@@ -57,7 +57,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     complete = files == all_files and _SELECTED == _COLLECTED and _RAN >= _SELECTED
     if complete:
         OUTPUT.parent.mkdir(parents=True, exist_ok=True)
-        OUTPUT.write_text(render(results))
+        OUTPUT.write_text(render(results, OUTPUT.read_text() if OUTPUT.exists() else ""))
 
 
 @pytest.fixture(scope="session")

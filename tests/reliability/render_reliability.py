@@ -115,8 +115,18 @@ def with_lifecycle_section(text: str) -> str:
     return text.rstrip("\n") + "\n\n" + section
 
 
-def render(results: dict[str, Any]) -> str:
-    """The Markdown text of ``docs/reliability.md`` for ``results`` (the JSON the conftest writes)."""
+def kept_tail(previous: str) -> str:
+    """What ``previous`` (the page as it is) holds after the lifecycle section: sections written by hand
+    or by other suites (the distributed deployment's), which a re-render must keep."""
+    from lifecycle_cells import SECTION_END
+
+    end = previous.find(SECTION_END)
+    return previous[end + len(SECTION_END) :].strip("\n") if end >= 0 else ""
+
+
+def render(results: dict[str, Any], previous: str = "") -> str:
+    """The Markdown text of ``docs/reliability.md`` for ``results`` (the JSON the conftest writes);
+    whatever ``previous`` has after the lifecycle section is kept as it is."""
     by_section: dict[str, list[dict[str, Any]]] = {}
     for row in results["cells"]:
         by_section.setdefault(row["section"], []).append(row)
@@ -166,6 +176,9 @@ def render(results: dict[str, Any]) -> str:
         "",
         lifecycle_section(),
     ]
+    tail = kept_tail(previous)
+    if tail:
+        lines += ["", tail, ""]
     return "\n".join(lines)
 
 
@@ -180,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     dst = Path(args[1]) if len(args) > 1 else OUTPUT
     results = json.loads(src.read_text())
     dst.parent.mkdir(parents=True, exist_ok=True)
-    dst.write_text(render(results))
+    dst.write_text(render(results, dst.read_text() if dst.exists() else ""))
     print(f"wrote {dst}")
     return 0
 
