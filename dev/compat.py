@@ -115,28 +115,32 @@ def install(minor: str, airflow: str, released: str, wheel: Path, logs: Path) ->
     assert result.log is not None
     result.log.write_text("")
     venv = ROOT / f".venv-compat-{minor}"
-    stamp = venv / ".installed"
-    want = f"{airflow} {wheel_digest(wheel)}"
-    if stamp.exists() and stamp.read_text() == want:
+    stamp = venv / ".installed"  # line 1: the Airflow release; line 2: what the wheel holds
+    digest = wheel_digest(wheel)
+    have = stamp.read_text().splitlines() if stamp.exists() else []
+    if have == [airflow, digest]:
         result.status = "installed"
         return result
-    shutil.rmtree(venv, ignore_errors=True)
-    cutoff = (dt.datetime.fromisoformat(released.replace("Z", "+00:00")) + dt.timedelta(hours=1)).strftime(
-        "%Y-%m-%dT%H:%M:%SZ"
-    )
     py = str(venv / "bin" / "python")
     pip = [py, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    steps: list[tuple[list[str], dict[str, str] | None]] = [
-        ([sys.executable, "-m", "venv", str(venv)], None),
-        ([py, "-m", "pip", "install", "-q", "--upgrade", "pip>=26.1"], None),  # --uploaded-prior-to
-        ([*pip, f"apache-airflow=={airflow}", "--uploaded-prior-to", cutoff], pypi_only_env()),
-        ([*pip, f"{wheel}[test]"], None),
-    ]
+    steps: list[tuple[list[str], dict[str, str] | None]] = []
+    if have[:1] != [airflow]:  # a new venv: Airflow as released, then the wheel
+        shutil.rmtree(venv, ignore_errors=True)
+        released_at = dt.datetime.fromisoformat(released.replace("Z", "+00:00"))
+        cutoff = (released_at + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        steps += [
+            ([sys.executable, "-m", "venv", str(venv)], None),
+            ([py, "-m", "pip", "install", "-q", "--upgrade", "pip>=26.1"], None),  # --uploaded-prior-to
+            ([*pip, f"apache-airflow=={airflow}", "--uploaded-prior-to", cutoff], pypi_only_env()),
+        ]
+    else:  # same Airflow, another wheel: replace the package only
+        steps.append(([*pip, "--force-reinstall", "--no-deps", str(wheel)], None))
+    steps.append(([*pip, f"{wheel}[test]"], None))
     for step, env in steps:
         if run(step, result.log, env=env) != 0:
             result.status = "install failed"
             return result
-    stamp.write_text(want)
+    stamp.write_text(f"{airflow}\n{digest}\n")
     result.status = "installed"
     return result
 

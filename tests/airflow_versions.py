@@ -36,6 +36,14 @@ before_airflow_3_3 = pytest.mark.skipif(
 )
 
 
+def import_string(path: str) -> Any:
+    """``module.Name`` imported, as the triggerer imports a trigger from its classpath."""
+    import importlib
+
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
 def dagbag_class() -> Any:
     if AIRFLOW_V_3_2_PLUS:
         from airflow.dag_processing.dagbag import DagBag
@@ -90,7 +98,8 @@ def sync_dags_folder(folder: Path) -> None:
             from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
         else:
             from airflow.models.dagbag import BundleDagBag, sync_bag_to_db  # type: ignore[no-redef]
-        bag = BundleDagBag(dag_folder=folder, bundle_path=folder, bundle_name=BUNDLE)
+        named = {"bundle_name": BUNDLE} if AIRFLOW_V_3_2_PLUS else {}  # 3.1's takes no bundle name
+        bag = BundleDagBag(dag_folder=folder, bundle_path=folder, **named)
         assert not bag.import_errors, bag.import_errors
         sync_bag_to_db(bag, BUNDLE, None)
     else:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -12,6 +14,26 @@ from airflow_provider_orders.assets import (
     order_ids_from_events,
     parse_order_asset_uri,
 )
+
+
+class _TriggeringEvents(Mapping):  # type: ignore[type-arg]
+    """``context["triggering_asset_events"]`` as a task sees it: assets to their events, looked up by
+    equality (Airflow 3.0 and 3.1's ``Asset`` is not hashable, so no dict)."""
+
+    def __init__(self, pairs: list[tuple[Any, list[Any]]]) -> None:
+        self._pairs = pairs
+
+    def __getitem__(self, asset: Any) -> list[Any]:
+        for key, events in self._pairs:
+            if key == asset:
+                return events
+        raise KeyError(asset)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter([key for key, _ in self._pairs])
+
+    def __len__(self) -> int:
+        return len(self._pairs)
 
 
 def _event(order_id: str | None, key: str = "submitted") -> SimpleNamespace:
@@ -33,11 +55,13 @@ def test_order_ids_of_a_batched_run_oldest_first_each_once() -> None:
     submitted = ezcater_order_asset("ezcater_default", "submitted")
     cancelled = ezcater_order_asset("ezcater_default", "cancelled")
     other = ezcater_order_asset("ez_other", "submitted")
-    events = {
-        submitted: [_event("a"), _event("b"), _event("a"), _event(None)],
-        cancelled: [_event("c", "cancelled")],
-        other: [_event("z")],
-    }
+    events = _TriggeringEvents(
+        [
+            (submitted, [_event("a"), _event("b"), _event("a"), _event(None)]),
+            (cancelled, [_event("c", "cancelled")]),
+            (other, [_event("z")]),
+        ]
+    )
     assert order_ids_from_events(events) == ["a", "b", "c", "z"]
     assert order_ids_from_events(events, key="submitted", conn_id="ezcater_default") == ["a", "b"]
     assert order_ids_from_events(events, key=["cancelled"]) == ["c"]
@@ -110,7 +134,11 @@ def test_the_datakitchen_asset_names_its_filters_and_carries_a_watcher() -> None
 
 def test_the_datakitchen_asset_serializes_into_a_dag() -> None:
     from airflow.sdk import DAG
-    from airflow.serialization.serialized_objects import DagSerialization
+
+    try:
+        from airflow.serialization.serialized_objects import DagSerialization
+    except ImportError:  # before 3.2
+        from airflow.serialization.serialized_objects import SerializedDAG as DagSerialization
 
     from airflow_provider_orders.assets import datakitchen_order_runs_asset
 
@@ -131,16 +159,21 @@ def test_finished_runs_of_a_batched_run_oldest_first_each_once() -> None:
     )
 
     nightly = datakitchen_order_runs_asset(kitchen="k", recipe="nightly")
-    events = {
-        nightly: [
-            _run_event("b", "2026-12-01T02:00:00+00:00"),
-            _run_event("a", "2026-12-01T01:00:00+00:00"),
-            _run_event("b", "2026-12-01T02:00:00+00:00"),
-            _run_event(None, "2026-12-01T03:00:00+00:00"),
-            _run_event("c", "2026-12-01T04:00:00+00:00", status="SERVING_ERROR"),
-        ],
-        ezcater_order_asset(): [_event("z")],
-    }
+    events = _TriggeringEvents(
+        [
+            (
+                nightly,
+                [
+                    _run_event("b", "2026-12-01T02:00:00+00:00"),
+                    _run_event("a", "2026-12-01T01:00:00+00:00"),
+                    _run_event("b", "2026-12-01T02:00:00+00:00"),
+                    _run_event(None, "2026-12-01T03:00:00+00:00"),
+                    _run_event("c", "2026-12-01T04:00:00+00:00", status="SERVING_ERROR"),
+                ],
+            ),
+            (ezcater_order_asset(), [_event("z")]),
+        ]
+    )
     runs = finished_runs_from_events(events)
     assert [r["order_run_id"] for r in runs] == ["a", "b", "c"]
     assert runs[0] == {

@@ -55,8 +55,7 @@ _PARSE_PROBE = textwrap.dedent(
         from airflow.dag_processing.dagbag import DagBag  # 3.2+
     except ImportError:
         from airflow.models.dagbag import DagBag
-    from airflow.sdk.bases.hook import BaseHook
-    from airflow.sdk.definitions.connection import Connection
+    from airflow.providers.common.compat.sdk import BaseHook, Connection
 
     lookups = []
 

@@ -16,7 +16,7 @@ from airflow_provider_orders.version_compat import MISSING_FEATURE_EFFECTS, warn
 
 def test_the_flags_agree_with_the_running_airflow_and_the_ecosystem() -> None:
     running = Version(airflow.__version__)
-    assert version_compat.AIRFLOW_VERSION == (running.major, running.minor, running.micro)
+    assert (running.major, running.minor, running.micro) == version_compat.AIRFLOW_VERSION
     for flag in ("AIRFLOW_V_3_1_PLUS", "AIRFLOW_V_3_2_PLUS", "AIRFLOW_V_3_3_PLUS"):
         assert getattr(version_compat, flag) == getattr(ecosystem, flag), flag
 

@@ -201,8 +201,33 @@ def _cli_logger() -> logging.Logger:
     return logger
 
 
+def _quiet_airflow_logs() -> None:
+    """Keep Airflow's own log lines out of this tool's output. stdout is the command's result (its JSON
+    must parse) and stderr its messages, while Airflow 3.0's log setup writes "Connection Retrieved ..."
+    (INFO) and a missing Fernet key warning to stdout on every call. Airflow's loggers keep their errors,
+    and every handler that writes to stdout is pointed at stderr."""
+    logging.getLogger("airflow").setLevel(logging.ERROR)
+    loggers = [
+        logging.getLogger(),
+        *(v for v in logging.Logger.manager.loggerDict.values() if isinstance(v, logging.Logger)),
+    ]
+    for logger in loggers:
+        for handler in list(logger.handlers):
+            if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
+                # replaced, not re-pointed: Airflow's RedirectStdHandler has a read-only stream
+                to_stderr = logging.StreamHandler(sys.stderr)
+                to_stderr.setLevel(handler.level)
+                to_stderr.setFormatter(handler.formatter)
+                for log_filter in handler.filters:
+                    to_stderr.addFilter(log_filter)
+                logger.removeHandler(handler)
+                logger.addHandler(to_stderr)
+
+
 def _hook(conn_id: str) -> EzCaterHook:
-    from airflow_provider_orders.hooks.ezcater import EzCaterHook
+    from airflow_provider_orders.hooks.ezcater import EzCaterHook  # imports Airflow: its logging is set up
+
+    _quiet_airflow_logs()
 
     hook = EzCaterHook(conn_id)
     hook._log = _cli_logger()  # type: ignore[assignment]

@@ -10,6 +10,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from airflow_versions import needs_airflow_3_3
 from dag_runner import make_dag, run_dag
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ def _statuses(order: Any) -> list[str]:
 # ------------------------------------------------------------------------------------------ resume
 
 
+@needs_airflow_3_3  # task_state_store carries the order / the send across tries
 def test_retry_from_failure_resumes_the_failed_run_instead_of_ordering_again(
     dk_sandbox_factory: Any, capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -80,6 +82,7 @@ def test_retry_from_failure_resumes_the_failed_run_instead_of_ordering_again(
     assert "retry_from_failure=True: the next try resumes order run" in out
 
 
+@needs_airflow_3_3  # task_state_store carries the order / the send across tries
 def test_retry_from_failure_with_retries_spent_fails_with_the_runs_cause(
     dk_sandbox_factory: Any, capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -106,6 +109,7 @@ def test_retry_from_failure_with_retries_spent_fails_with_the_runs_cause(
     assert DATA_TEST_MESSAGE in out
 
 
+@needs_airflow_3_3  # task_state_store carries the order / the send across tries
 def test_a_resume_datakitchen_refuses_fails_the_task_for_good(
     dk_sandbox_factory: Any, capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -362,6 +366,7 @@ def test_without_task_state_store_or_reference_a_retry_orders_again_and_says_so_
 # ------------------------------------------------------------------------------------------ clears
 
 
+@needs_airflow_3_3  # task_state_store carries the order / the send across tries
 def test_a_reattached_run_that_the_cleared_attempt_stops_is_ordered_again(
     dk_sandbox_factory: Any, capfd: pytest.CaptureFixture[str]
 ) -> None:

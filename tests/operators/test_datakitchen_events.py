@@ -100,7 +100,7 @@ class Watch:
 
 
 def _trigger(**kwargs: Any) -> FinishedOrderRunsTrigger:
-    from airflow.sdk._shared.module_loading import import_string
+    from airflow_versions import import_string
 
     options: dict[str, Any] = {
         "datakitchen_conn_id": "datakitchen_default",

@@ -12,7 +12,10 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from airflow_versions import needs_airflow_3_3
 from dag_runner import make_dag, run_dag
+
+from airflow_provider_orders.version_compat import AIRFLOW_V_3_2_PLUS
 
 if TYPE_CHECKING:
     from airflow_provider_orders.sandbox import EzCaterSandbox
@@ -110,6 +113,7 @@ def test_permanent_errors_and_the_modification_flag(
     assert ez.orders[to_reject].rejection == {"reason": "AT_DAILY_CAPACITY", "explanation": "kitchen closed"}
 
 
+@needs_airflow_3_3  # task_state_store carries the order / the send across tries
 def test_lost_accept_answer_is_recognised(ez_sandbox_factory: Any) -> None:
     across_tries = ez_sandbox_factory("ez_lost_across_tries", max_retries=2)
     in_call = ez_sandbox_factory("ez_lost_in_call", max_retries=2)
@@ -214,7 +218,8 @@ def test_lifecycle_sensor_modes_failure_and_unknown_states(ezcater_sandbox: EzCa
         ti = result.ti(sensor)
         assert (ti.state, ti.try_number) == ("success", 1), sensor
         assert result.xcom(sensor) == "submitted", sensor
-    assert result.reschedule_count("sensor_reschedule") >= 1
+    if AIRFLOW_V_3_2_PLUS:  # before 3.2, dag.test() pokes a reschedule sensor again in place, no row
+        assert result.reschedule_count("sensor_reschedule") >= 1
     assert created["c"] in _deferred_order_ids()
     assert created["a"] not in _deferred_order_ids()
     ti = result.ti("sensor_failure_state")

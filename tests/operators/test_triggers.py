@@ -27,7 +27,7 @@ def _events(trigger: BaseTrigger) -> list[dict[str, Any]]:
 
 
 def _roundtrip(trigger: BaseTrigger) -> BaseTrigger:
-    from airflow.sdk._shared.module_loading import import_string
+    from airflow_versions import import_string
 
     classpath, kwargs = trigger.serialize()
     revived = import_string(classpath)(**json.loads(json.dumps(kwargs)))
