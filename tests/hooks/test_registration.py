@@ -136,10 +136,11 @@ def test_hooks_are_built_from_airflow_conn_json(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_connection_test_button_path_uses_the_hook(datakitchen_sandbox: Any, ezcater_sandbox: Any) -> None:
-    """What the UI's "Test" button runs: Connection.test_connection() → hook.test_connection()."""
-    from airflow.providers.common.compat.sdk import Connection
+    """What the UI's "Test" button runs in the API server: the core Connection's test_connection() →
+    hook.test_connection() (the Task SDK's Connection has no test_connection before 3.3)."""
+    from airflow.models.connection import Connection
 
-    ok, message = Connection.get("datakitchen_default").test_connection()
+    ok, message = Connection.get_connection_from_secrets("datakitchen_default").test_connection()
     assert ok, message
-    ok, message = Connection.get("ezcater_default").test_connection()
+    ok, message = Connection.get_connection_from_secrets("ezcater_default").test_connection()
     assert ok, message

@@ -55,6 +55,13 @@ class DagRunResult:
         self.run_id = run_id
         self.state = state
 
+    def output(self, captured: Any) -> str:
+        """What a user reads of this run's tasks in ``captured`` (``capfd.readouterr()``): ``dag.test()``
+        echoes task logs to stdout from Airflow 3.1 on, to stderr on 3.0."""
+        from airflow_provider_orders.version_compat import AIRFLOW_V_3_1_PLUS
+
+        return str(captured.out) if AIRFLOW_V_3_1_PLUS else f"{captured.out}\n{captured.err}"
+
     def ti(self, task_id: str, map_index: int = -1) -> TaskResult:
         from airflow.models.taskinstance import TaskInstance
         from airflow.utils.session import create_session

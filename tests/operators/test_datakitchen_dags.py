@@ -12,10 +12,10 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from airflow_versions import needs_airflow_3_3
+from airflow_versions import needs_airflow_3_3, reads_task_exceptions
 from dag_runner import make_dag, run_dag
 
-from airflow_provider_orders.version_compat import AIRFLOW_V_3_2_PLUS
+from airflow_provider_orders.version_compat import AIRFLOW_V_3_3_PLUS
 
 if TYPE_CHECKING:
     from airflow_provider_orders.sandbox import DataKitchenSandbox
@@ -148,7 +148,7 @@ def test_sensor_modes_poke_reschedule_deferrable(datakitchen_sandbox: DataKitche
         assert result.xcom(sensor)["order_run_id"] == order.runs[0].hid, sensor
         assert result.xcom(sensor, "order_run_id") == order.runs[0].hid, sensor
         assert result.xcom(sensor, "order_run_status") == "COMPLETED_SERVING", sensor
-    if AIRFLOW_V_3_2_PLUS:  # before 3.2, dag.test() pokes a reschedule sensor again in place, no row
+    if AIRFLOW_V_3_3_PLUS:  # before 3.3, dag.test() pokes a reschedule sensor again in place, no row
         assert result.reschedule_count("sensor_reschedule") >= 1
     assert _order(dk, "medium_c").order_id in _deferred_order_ids()
     assert _order(dk, "medium_a").order_id not in _deferred_order_ids()
@@ -157,6 +157,7 @@ def test_sensor_modes_poke_reschedule_deferrable(datakitchen_sandbox: DataKitche
     assert dk.count(route="stop_run") == 0
 
 
+@reads_task_exceptions
 def test_failed_runs_and_permanent_errors_fail_on_first_try(
     datakitchen_sandbox: DataKitchenSandbox,
     monkeypatch: pytest.MonkeyPatch,
@@ -185,7 +186,7 @@ def test_failed_runs_and_permanent_errors_fail_on_first_try(
         _submit("unknown_variation", "no-such-variation", wait_for_completion=True)
 
     result = run_dag(dag)
-    out = capfd.readouterr().out
+    out = result.output(capfd.readouterr())
 
     assert result.state == "failed"
     for task_id in (
@@ -223,6 +224,7 @@ def test_failed_runs_and_permanent_errors_fail_on_first_try(
     assert "no-such-variation" in out
 
 
+@reads_task_exceptions
 def test_timeouts_stop_the_remote_run(
     datakitchen_sandbox: DataKitchenSandbox, capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -243,7 +245,7 @@ def test_timeouts_stop_the_remote_run(
         sub >> _sensor("sensor_timeout", order_id=sub.output, timeout=1)
 
     result = run_dag(dag)
-    out = capfd.readouterr().out
+    out = result.output(capfd.readouterr())
 
     for task_id in ("timeout_sync", "timeout_deferred", "execution_timeout", "sensor_timeout"):
         ti = result.ti(task_id)

@@ -10,7 +10,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from airflow_versions import needs_airflow_3_3
+from airflow_versions import needs_airflow_3_3, reads_task_exceptions
 from dag_runner import make_dag, run_dag
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ def test_retry_from_failure_resumes_the_failed_run_instead_of_ordering_again(
         )
 
     result = run_dag(dag)
-    out = capfd.readouterr().out
+    out = result.output(capfd.readouterr())
 
     assert result.state == "success"
     for task_id, dk in (("sync", sync_dk), ("deferred", deferred_dk)):
@@ -97,7 +97,7 @@ def test_retry_from_failure_with_retries_spent_fails_with_the_runs_cause(
         )
 
     result = run_dag(dag)
-    out = capfd.readouterr().out
+    out = result.output(capfd.readouterr())
 
     ti = result.ti("submit")
     assert (ti.state, ti.try_number) == ("failed", 2)
@@ -131,7 +131,7 @@ def test_a_resume_datakitchen_refuses_fails_the_task_for_good(
         )
 
     result = run_dag(dag)
-    out = capfd.readouterr().out
+    out = result.output(capfd.readouterr())
 
     ti = result.ti("submit")
     assert (ti.state, ti.try_number) == ("failed", 2)  # try 2's refusal did not burn tries 3 and 4
@@ -148,6 +148,7 @@ def test_retry_from_failure_needs_wait_for_completion() -> None:
 # ------------------------------------------------------------------------------------------ story
 
 
+@reads_task_exceptions
 def test_a_failed_runs_story_names_its_node_lines_and_tests(
     datakitchen_sandbox: DataKitchenSandbox, capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -157,7 +158,7 @@ def test_a_failed_runs_story_names_its_node_lines_and_tests(
         _submit("noisy", "noisy-failure", wait_for_completion=True, deferrable=True)
 
     result = run_dag(dag)
-    out = capfd.readouterr().out
+    out = result.output(capfd.readouterr())
 
     for task_id in ("data_test", "noisy"):
         assert (result.ti(task_id).state, result.ti(task_id).try_number) == ("failed", 1), task_id
@@ -202,7 +203,7 @@ def test_a_completed_run_pushes_its_summary_and_logs_its_tests(
         _submit("submit", "tested", wait_for_completion=True, parameters={"api_key": "s3cret-value"})
 
     result = run_dag(dag)
-    out = capfd.readouterr().out
+    out = result.output(capfd.readouterr())
 
     assert result.state == "success"
     (order,) = _orders(dk, "tested")
@@ -232,7 +233,7 @@ def test_a_lost_create_answer_adopts_the_order_it_made(
         _submit("submit", "success", wait_for_completion=True, datakitchen_conn_id="dk_lost_adopt")
 
     result = run_dag(dag)
-    out = capfd.readouterr().out
+    out = result.output(capfd.readouterr())
 
     assert result.state == "success"
     assert result.ti("submit").try_number == 1
@@ -257,7 +258,7 @@ def test_a_lost_create_answer_with_no_order_listed_submits_once_more(
         )
 
     result = run_dag(dag)
-    out = capfd.readouterr().out
+    out = result.output(capfd.readouterr())
 
     assert result.state == "success"
     assert dk.count(route="create_order") == 2
@@ -288,7 +289,7 @@ def test_a_lost_answer_among_lookalike_orders_fails_listing_them_unless_a_refere
         )
 
     result = run_dag(dag)
-    out = capfd.readouterr().out
+    out = result.output(capfd.readouterr())
 
     assert (result.ti("plain").state, result.ti("plain").try_number) == ("failed", 1)
     assert "holds 2 orders that could be it" in out
@@ -356,7 +357,7 @@ def test_without_task_state_store_or_reference_a_retry_orders_again_and_says_so_
 
     result = run_dag(dag)
 
-    out = capfd.readouterr().out
+    out = result.output(capfd.readouterr())
     assert result.state_of("submit") == "success"
     assert out.count("gives no task_state_store") == 1
     assert "set reference_variable= to let a retry find its order" in out
@@ -420,7 +421,7 @@ def test_a_reattached_run_that_the_cleared_attempt_stops_is_ordered_again(
             )
 
     result = run_dag(dag)
-    out = capfd.readouterr().out
+    out = result.output(capfd.readouterr())
 
     assert result.state == "success", out[-3000:]
     for name in cases:

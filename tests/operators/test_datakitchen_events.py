@@ -287,7 +287,7 @@ def test_read_errors_are_logged_and_retried_never_an_event(
     errors = [
         line
         for line in (logged.out + logged.err).splitlines()
-        if "error" in line and "Cannot read" in line and "no-such-kitchen" in line
+        if "error" in line.lower() and "Cannot read" in line and "no-such-kitchen" in line
     ]
     assert errors, "a permanent error is logged as an error"
 

@@ -12,10 +12,10 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from airflow_versions import needs_airflow_3_3
+from airflow_versions import needs_airflow_3_3, reads_task_exceptions
 from dag_runner import make_dag, run_dag
 
-from airflow_provider_orders.version_compat import AIRFLOW_V_3_2_PLUS
+from airflow_provider_orders.version_compat import AIRFLOW_V_3_3_PLUS
 
 if TYPE_CHECKING:
     from airflow_provider_orders.sandbox import EzCaterSandbox
@@ -52,6 +52,7 @@ def _deferred_order_ids() -> set[str]:
         return {str(row.kwargs.get("order_id")) for row in rows}
 
 
+@reads_task_exceptions
 def test_permanent_errors_and_the_modification_flag(
     ezcater_sandbox: EzCaterSandbox, capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -83,7 +84,7 @@ def test_permanent_errors_and_the_modification_flag(
         )
 
     result = run_dag(dag)
-    out = capfd.readouterr().out
+    out = result.output(capfd.readouterr())
 
     for task_id in ("not_found", *orders, "blank_order_id"):
         ti = result.ti(task_id)
@@ -218,7 +219,7 @@ def test_lifecycle_sensor_modes_failure_and_unknown_states(ezcater_sandbox: EzCa
         ti = result.ti(sensor)
         assert (ti.state, ti.try_number) == ("success", 1), sensor
         assert result.xcom(sensor) == "submitted", sensor
-    if AIRFLOW_V_3_2_PLUS:  # before 3.2, dag.test() pokes a reschedule sensor again in place, no row
+    if AIRFLOW_V_3_3_PLUS:  # before 3.3, dag.test() pokes a reschedule sensor again in place, no row
         assert result.reschedule_count("sensor_reschedule") >= 1
     assert created["c"] in _deferred_order_ids()
     assert created["a"] not in _deferred_order_ids()
