@@ -66,6 +66,12 @@ _PARSE_PROBE = textwrap.dedent(
     BaseHook.get_connection = classmethod(no_lookup)
     Connection.get = classmethod(no_lookup)
 
+    # what Airflow itself imports to parse any DAG (Airflow 3.0's DagBag pulls in httpx) is not ours
+    import pathlib, tempfile
+    warm = pathlib.Path(tempfile.mkdtemp())
+    (warm / "warm.py").write_text("from airflow.sdk import DAG\\nwith DAG('warm', schedule=None):\\n    pass\\n")
+    DagBag(dag_folder=str(warm))
+
     before = set(sys.modules)
     bag = DagBag(dag_folder=sys.argv[1])
     print(json.dumps({
