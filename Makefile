@@ -78,10 +78,11 @@ lint: $(DEV_STAMP)
 	$(BIN)/mypy
 
 ## smoke: registration and example DAG parsing on the LOWEST Airflow release pyproject declares (the
-## wheel in its own venv, dependencies as of that release); test-compat covers the newest patch of each minor
+## wheel in its own venv, dependencies as of that release); test-compat covers the newest patch of each minor.
+## No dag.test() here: Airflow 3.0.0's DAG has none.
 AIRFLOW_MIN := $(shell sed -n 's/^ *"apache-airflow>=\([0-9.]*\)".*/\1/p' pyproject.toml)
 smoke: dist
-	$(BIN)/python dev/compat.py --suite tests/test_provider_info.py,tests/test_example_dags.py,tests/test_packaging.py $(AIRFLOW_MIN)
+	$(BIN)/python dev/compat.py --suite tests/test_provider_info.py,tests/test_example_dags.py,tests/test_packaging.py,tests/test_version_compat.py --keyword "not order_pipeline" $(AIRFLOW_MIN)
 
 ## bench: import cost, requests per operation, deferred scale, hook overhead -> docs/benchmarks.md
 # A venv of its own: the dbt-cloud provider (the import-cost comparison) must not leak into the tests.

@@ -17,6 +17,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -159,7 +160,7 @@ def test(result: Result, suite: list[str], pytest_args: list[str]) -> Result:
         MARKERS,
         "-p",
         "no:cacheprovider",
-        *CORE_SUITE,
+        *suite,
         *pytest_args,
     ]
     started = time.monotonic()
@@ -167,7 +168,7 @@ def test(result: Result, suite: list[str], pytest_args: list[str]) -> Result:
     result.seconds = time.monotonic() - started
     lines = result.log.read_text().splitlines()
     result.summary = next(
-        (line.strip("= ") for line in reversed(lines) if " in " in line and "=" in line), ""
+        (line.strip("= ") for line in reversed(lines) if re.search(r"\d+ (passed|failed)", line)), ""
     )
     result.details = [line for line in lines if line.startswith(("FAILED", "ERROR"))]
     result.status = "passed" if code == 0 else "FAILED"
@@ -180,6 +181,7 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2, help="suites run at once (installs all run at once)")
     parser.add_argument("--install-only", action="store_true", help="prepare the venvs, run nothing (CI)")
     parser.add_argument("--suite", help="comma-separated test paths instead of the core suite")
+    parser.add_argument("--keyword", help="pytest -k expression")
     parser.add_argument("pytest_args", nargs=argparse.REMAINDER, default=[])
     args, extra = parser.parse_known_args()
     wheels = sorted((ROOT / "dist").glob("*.whl"))
@@ -201,7 +203,8 @@ def main() -> int:
         return 0 if len(ready) == len(installed) else 1
     with ThreadPoolExecutor(max(1, args.jobs)) as pool:
         suite = args.suite.split(",") if args.suite else CORE_SUITE
-        list(pool.map(lambda r: test(r, suite, [*extra, *args.pytest_args]), ready))
+        keyword = ["-k", args.keyword] if args.keyword else []
+        list(pool.map(lambda r: test(r, suite, [*keyword, *extra, *args.pytest_args]), ready))
     print("\n| Airflow | result | tests | seconds |\n|---|---|---|---|")
     for r in installed:
         print(f"| {r.airflow} | {r.status} | {r.summary} | {r.seconds:.0f} |")
