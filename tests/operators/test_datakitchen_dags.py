@@ -150,7 +150,8 @@ def test_sensor_modes_poke_reschedule_deferrable(datakitchen_sandbox: DataKitche
         assert result.xcom(sensor, "order_run_status") == "COMPLETED_SERVING", sensor
     if AIRFLOW_V_3_3_PLUS:  # before 3.3, dag.test() pokes a reschedule sensor again in place, no row
         assert result.reschedule_count("sensor_reschedule") >= 1
-    assert _order(dk, "medium_c").order_id in _deferred_order_ids()
+    if AIRFLOW_V_3_3_PLUS:  # before 3.3, dag.test() may already have deleted the finished trigger's row
+        assert _order(dk, "medium_c").order_id in _deferred_order_ids()
     assert _order(dk, "medium_a").order_id not in _deferred_order_ids()
     # submit without waiting: one create each, no stop
     assert dk.count(route="create_order") == 3
