@@ -176,10 +176,9 @@ def render(results: dict[str, Any], previous: str = "") -> str:
         "",
         lifecycle_section(),
     ]
+    text = "\n".join(lines)
     tail = kept_tail(previous)
-    if tail:
-        lines += ["", tail, ""]
-    return "\n".join(lines)
+    return f"{text.rstrip()}\n\n{tail}\n" if tail else text
 
 
 def main(argv: list[str] | None = None) -> int:
