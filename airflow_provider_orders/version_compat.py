@@ -1,7 +1,8 @@
 """Which Airflow 3 release this provider runs on, and what it does where a feature is missing.
 
-The flags follow the official providers' ``version_compat.py``; imports that moved between releases
-come from ``airflow.providers.common.compat`` (the ecosystem's bridge), not from probes of our own.
+The flags are common-compat's own (``airflow.providers.common.compat.version_compat``), re-exported so the
+package reads them from one module; imports that moved between releases also come from
+``airflow.providers.common.compat`` (the ecosystem's bridge), not from probes of our own.
 
 What Airflow 3.3 added and the provider uses, and what it does on 3.0-3.2 (the README's table
 "Airflow versions" says the same to users):
@@ -24,23 +25,18 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
+from airflow.providers.common.compat.version_compat import (
+    AIRFLOW_V_3_1_PLUS,
+    AIRFLOW_V_3_2_PLUS,
+    AIRFLOW_V_3_3_PLUS,
+    get_base_airflow_version_tuple,
+)
+
 if TYPE_CHECKING:
     import logging
 
-
-def get_base_airflow_version_tuple() -> tuple[int, int, int]:
-    """The running Airflow's (major, minor, micro), pre-release and local parts dropped."""
-    from airflow import __version__
-    from packaging.version import Version
-
-    airflow_version = Version(__version__)
-    return airflow_version.major, airflow_version.minor, airflow_version.micro
-
-
+#: The running Airflow's (major, minor, micro), for the warnings.
 AIRFLOW_VERSION = get_base_airflow_version_tuple()
-AIRFLOW_V_3_1_PLUS: bool = AIRFLOW_VERSION >= (3, 1, 0)
-AIRFLOW_V_3_2_PLUS: bool = AIRFLOW_VERSION >= (3, 2, 0)
-AIRFLOW_V_3_3_PLUS: bool = AIRFLOW_VERSION >= (3, 3, 0)
 
 #: Airflow 3.3 features the provider degrades without: feature -> what the user loses, in their terms.
 MISSING_FEATURE_EFFECTS: dict[str, str] = {

@@ -30,10 +30,6 @@ needs_airflow_3_3 = pytest.mark.skipif(
     reason=f"rests on an Airflow 3.3 feature; Airflow {'.'.join(map(str, AIRFLOW_VERSION))} "
     "degrades it (README: Airflow versions)",
 )
-#: The reverse: a test of the degraded behaviour on 3.0-3.2.
-before_airflow_3_3 = pytest.mark.skipif(
-    AIRFLOW_V_3_3_PLUS, reason="the behaviour without Airflow 3.3's features (tested on 3.0-3.2)"
-)
 
 
 #: Marks a dag.test() test that reads a failed task's exception text in the captured output: Airflow 3.0's

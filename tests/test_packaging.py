@@ -4,6 +4,7 @@ the sandboxes need, every entry point. ``make test-compat`` runs this against th
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from importlib.metadata import distribution, entry_points
@@ -30,9 +31,9 @@ def test_the_package_comes_from_the_installed_wheel_not_the_checkout() -> None:
     package_dir = Path(airflow_provider_orders.__file__).resolve().parent
     assert package_dir != ROOT / "airflow_provider_orders", f"imported from the checkout: {package_dir}"
     assert "site-packages" in package_dir.parts
-    direct_url = distribution("airflow-provider-orders").read_text("direct_url.json") or ""
-    assert '"editable": true' not in direct_url.replace(" ", "").replace(
-        '"editable":true', '"editable": true'
+    direct_url = json.loads(distribution("airflow-provider-orders").read_text("direct_url.json") or "{}")
+    assert direct_url.get("dir_info", {}).get("editable") is not True, (
+        "installed editable, not from the wheel"
     )
 
 

@@ -121,15 +121,10 @@ class DagRunResult:
             )
 
 
-def _register(dag: DAG) -> None:
-    """Write the DAG to the metadata DB the way the dag processor would (bundle ``dags-folder``)."""
-    from airflow_versions import register_dag as register
-
-    register(dag)
-
-
 def run_dag(dag: DAG, **test_kwargs: Any) -> DagRunResult:
-    """Register ``dag`` and run it with ``dag.test(**test_kwargs)``."""
-    _register(dag)
+    """Register ``dag`` (as the dag-processor would) and run it with ``dag.test(**test_kwargs)``."""
+    from airflow_versions import register_dag
+
+    register_dag(dag)
     dr = dag.test(**test_kwargs)
     return DagRunResult(dag.dag_id, dr.run_id, str(dr.state))

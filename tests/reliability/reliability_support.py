@@ -137,13 +137,3 @@ def first_event(trigger: Any, timeout: float = 20.0) -> Any:
             await aclose_shared_async_clients()
 
     return asyncio.run(main())
-
-
-def register_dag(dag: Any) -> None:
-    """Write a DAG built in a test to the metadata DB the way the dag processor would.
-
-    ``dag.test()`` only runs serialized DAGs; a DAG built inside a test module is not in the dags folder.
-    """
-    from airflow_versions import register_dag as register
-
-    register(dag)

@@ -14,7 +14,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from reliability_support import DK_PASSWORD, EZ_TOKEN, KITCHEN, RECIPE, SecretScanner, register_dag
+from airflow_versions import register_dag
+from reliability_support import DK_PASSWORD, EZ_TOKEN, KITCHEN, RECIPE, SecretScanner
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from reliability_support import KITCHEN, RECIPE, SecretScanner, register_dag, wait_for
+from airflow_versions import register_dag
+from reliability_support import KITCHEN, RECIPE, SecretScanner, wait_for
 
 if TYPE_CHECKING:
     from collections.abc import Callable
