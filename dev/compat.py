@@ -175,6 +175,38 @@ def test(result: Result, suite: list[str], pytest_args: list[str]) -> Result:
     return result
 
 
+def failure_story(lines: list[str], frames: int = 12, budget: int = 160) -> list[str]:
+    """The end of each failure's traceback in a pytest log, and, for a pytest-timeout failure, the
+    innermost frames of every other thread's stack: enough to see where a hung test was stuck."""
+    story: list[str] = []
+    section: list[str] = []
+    in_failures = False
+
+    def close() -> None:
+        if section:
+            story.append(section[0])
+            story.extend(section[1:][-frames:])
+
+    for line in lines:
+        if re.match(r"=+ (FAILURES|ERRORS) =+$", line):
+            in_failures = True
+            continue
+        if not in_failures:
+            continue
+        if re.match(r"=+ .* =+$", line):  # the next pytest section: the failures are over
+            break
+        if re.match(r"_{3,} .* _{3,}$", line) or re.match(r"~{3,} Stack of .* ~{3,}$", line):
+            close()
+            section = [line]
+        elif re.match(r"\+{3,} Timeout \+{3,}$", line) or re.match(r"-{3,} Captured .* -{3,}$", line):
+            close()
+            section = []
+        elif section:
+            section.append(line)
+    close()
+    return story[:budget]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("minors", nargs="+")
@@ -212,8 +244,12 @@ def main() -> int:
     for r in failed:
         print(f"\n--- Airflow {r.airflow}: {r.status} (log: {r.log})")
         assert r.log is not None
-        shown = r.details or r.log.read_text().splitlines()[-40:]
+        lines = r.log.read_text().splitlines()
+        shown = r.details or lines[-40:]
         print("\n".join(shown[:60]))
+        story = failure_story(lines)
+        if story:  # CI keeps only this output: where each failure happened, not just that it did
+            print("\n".join(story))
     return 1 if failed else 0
 
 
