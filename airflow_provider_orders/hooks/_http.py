@@ -227,19 +227,52 @@ def _give_up(slot: asyncio.Future[None]) -> None:
 
 
 class _GateSlot:
-    """``async with`` one slot of a :class:`RequestGate`."""
+    """``async with`` one slot of a :class:`RequestGate`. On leaving, a cancellation of the task that the
+    code inside swallowed is raised again (see :func:`reraise_swallowed_cancellation`)."""
 
-    __slots__ = ("_gate", "_wait")
+    __slots__ = ("_cancellations", "_gate", "_wait")
 
     def __init__(self, gate: RequestGate, wait: float | None) -> None:
         self._gate = gate
         self._wait = wait
+        self._cancellations = 0
 
     async def __aenter__(self) -> None:
+        self._cancellations = pending_cancellations()
         await self._gate.acquire(self._wait)
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def __aexit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
         self._gate.release()
+        if exc_type is None or not issubclass(exc_type, asyncio.CancelledError):
+            reraise_swallowed_cancellation(self._cancellations)
+
+
+# --------------------------------------------------------------------------------------------------
+# Cancellations lost inside third-party async code
+# --------------------------------------------------------------------------------------------------
+
+
+def pending_cancellations() -> int:
+    """How many cancellation requests the running task has not withdrawn (``Task.cancelling()``, Python
+    3.11+; always 0 on 3.10, where asyncio does not count them)."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return int(cancelling()) if cancelling is not None else 0
+
+
+def reraise_swallowed_cancellation(before: int) -> None:
+    """Raise ``CancelledError`` if the running task was cancelled since it had ``before`` pending
+    cancellations (:func:`pending_cancellations`) and is nevertheless running normal code: something it
+    awaited swallowed the cancellation.
+
+    anyio before 4.16 does so when a ``Task.cancel()`` lands in the event loop iteration in which one of
+    its own cancel scopes fires (agronholm/anyio#1214). Every httpx connect opens such a scope (the happy
+    eyeballs race of ``anyio.connect_tcp``), and Airflow 3.0 to 3.3 shipped with anyio 4.10 to 4.15. A trigger the
+    triggerer cancelled (its task cleared or marked, the trigger moved to another triggerer) would then
+    go on polling, and could fire, for as long as the triggerer runs.
+    """
+    if pending_cancellations() > before:
+        raise asyncio.CancelledError("cancelled while awaiting code that swallowed the cancellation")
 
 
 @dataclass
@@ -354,8 +387,10 @@ __all__ = [
     "describe_client_error",
     "is_transient_status",
     "never_sent",
+    "pending_cancellations",
     "quote_segment",
     "request_gate",
+    "reraise_swallowed_cancellation",
     "shared_async_client",
     "tls_failure",
     "url_host",

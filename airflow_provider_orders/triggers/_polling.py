@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger
 
+from airflow_provider_orders.hooks._http import pending_cancellations, reraise_swallowed_cancellation
 from airflow_provider_orders.triggers.events import WaitEvent, WaitOutcome
 
 if TYPE_CHECKING:
@@ -72,11 +73,14 @@ class PollingTrigger(BaseTrigger):
         await asyncio.sleep(pause)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        cancellations = pending_cancellations()
         try:
             self.log.info("Waiting for %s (every %g s)", self.describe(), self.poll_interval)
             while True:
                 await self._pause()
                 decided = await self.poll()
+                # A cancelled trigger never polls on nor fires, even if a library swallowed the cancel.
+                reraise_swallowed_cancellation(cancellations)
                 if decided is not None:
                     yield decided.trigger_event()
                     return

@@ -25,6 +25,7 @@ from airflow_provider_orders.exceptions import (
     OrdersProviderError,
     PermanentOrdersError,
 )
+from airflow_provider_orders.hooks._http import pending_cancellations, reraise_swallowed_cancellation
 from airflow_provider_orders.models.datakitchen import DEFAULT_FINISHED_STATUSES, describe_order, iso_utc
 from airflow_provider_orders.triggers._polling import MIN_POLL_INTERVAL, PollingTrigger
 from airflow_provider_orders.triggers.events import WaitEvent, WaitOutcome
@@ -505,6 +506,7 @@ class FinishedOrderRunsTrigger(BaseEventTrigger):
         from airflow.triggers.base import TriggerEvent
 
         started = time.time()
+        cancellations = pending_cancellations()
         self.log.info(
             "Watching %s every %g s (watermark %s)",
             self.describe(),
@@ -518,9 +520,12 @@ class FinishedOrderRunsTrigger(BaseEventTrigger):
                     self._mark = await self._start(started, runs)
                     await self._save(self._mark)
             except Exception as exc:
+                reraise_swallowed_cancellation(cancellations)
                 self._log_failure(exc)
                 await asyncio.sleep(self.poll_interval)
                 continue
+            # A cancelled watcher never polls on nor fires, even if a library swallowed the cancel.
+            reraise_swallowed_cancellation(cancellations)
             mark = self._mark
             for ended, run in runs:
                 if not mark.is_new(run.id, ended):

@@ -8,6 +8,7 @@ retryable error, as a request timeout would.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -135,3 +136,33 @@ def test_a_hung_datakitchen_does_not_stall_ezcater_reads_on_the_same_loop(
     assert dk.count(route="servings") == ASYNC_MAX_IN_FLIGHT  # the gate held the others back
     assert clients == 2  # one shared client per gate, each pool larger than its gate
     assert ASYNC_MAX_CONNECTIONS > ASYNC_MAX_IN_FLIGHT
+
+
+def test_a_cancellation_swallowed_inside_a_slot_is_raised_again_and_the_slot_freed() -> None:
+    """What anyio < 4.16 does to a request cancelled at the wrong moment (agronholm/anyio#1214): the
+    ``CancelledError`` never leaves the client. Leaving the slot raises it again; nothing else does."""
+
+    async def scenario() -> tuple[bool, int, str]:
+        gate = request_gate("datakitchen", "dk.example.com")
+        inside = asyncio.Event()
+        after: list[str] = []
+
+        async def swallowing_request() -> None:
+            async with async_request_gate("datakitchen", "dk.example.com", wait=None):
+                inside.set()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.sleep(30)
+            after.append("went on after the cancel")
+
+        task = asyncio.create_task(swallowing_request())
+        await inside.wait()
+        task.cancel()
+        await asyncio.wait({task})
+        async with async_request_gate("datakitchen", "dk.example.com", wait=None):
+            pass  # an untouched task passes through
+        return task.cancelled(), gate.in_flight, "".join(after)
+
+    cancelled, in_flight, after = run_async(scenario)
+    assert cancelled
+    assert after == ""
+    assert in_flight == 0
