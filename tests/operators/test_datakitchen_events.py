@@ -73,9 +73,12 @@ class Watch:
 
     async def __aexit__(self, *exc: object) -> None:
         assert self.task is not None
-        self.task.cancel()
+        self.task.cancel()  # as the triggerer does
+        done, _ = await asyncio.wait({self.task}, timeout=DEADLINE)
+        if not done:
+            raise AssertionError(f"the watcher went on after it was cancelled; events: {self.events}")
         with contextlib.suppress(asyncio.CancelledError):
-            await self.task
+            self.task.result()
 
     async def until(self, what: str, check: Callable[[], bool], timeout: float = DEADLINE) -> None:
         deadline = time.monotonic() + timeout
