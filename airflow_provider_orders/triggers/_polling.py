@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger
 
-from airflow_provider_orders.hooks._http import pending_cancellations, reraise_swallowed_cancellation
 from airflow_provider_orders.triggers.events import WaitEvent, WaitOutcome
 
 if TYPE_CHECKING:
@@ -73,6 +72,11 @@ class PollingTrigger(BaseTrigger):
         await asyncio.sleep(pause)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        from airflow_provider_orders.hooks._http import (  # not at DAG parse time
+            pending_cancellations,
+            reraise_swallowed_cancellation,
+        )
+
         cancellations = pending_cancellations()
         try:
             self.log.info("Waiting for %s (every %g s)", self.describe(), self.poll_interval)

@@ -25,7 +25,6 @@ from airflow_provider_orders.exceptions import (
     OrdersProviderError,
     PermanentOrdersError,
 )
-from airflow_provider_orders.hooks._http import pending_cancellations, reraise_swallowed_cancellation
 from airflow_provider_orders.models.datakitchen import DEFAULT_FINISHED_STATUSES, describe_order, iso_utc
 from airflow_provider_orders.triggers._polling import MIN_POLL_INTERVAL, PollingTrigger
 from airflow_provider_orders.triggers.events import WaitEvent, WaitOutcome
@@ -504,6 +503,11 @@ class FinishedOrderRunsTrigger(BaseEventTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from airflow.triggers.base import TriggerEvent
+
+        from airflow_provider_orders.hooks._http import (  # not at DAG parse time
+            pending_cancellations,
+            reraise_swallowed_cancellation,
+        )
 
         started = time.time()
         cancellations = pending_cancellations()
