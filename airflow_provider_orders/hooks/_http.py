@@ -267,9 +267,9 @@ def reraise_swallowed_cancellation(before: int) -> None:
 
     anyio before 4.16 does so when a ``Task.cancel()`` lands in the event loop iteration in which one of
     its own cancel scopes fires (agronholm/anyio#1214). Every httpx connect opens such a scope (the happy
-    eyeballs race of ``anyio.connect_tcp``), and Airflow 3.0 to 3.3 shipped with anyio 4.10 to 4.15. A trigger the
-    triggerer cancelled (its task cleared or marked, the trigger moved to another triggerer) would then
-    go on polling, and could fire, for as long as the triggerer runs.
+    eyeballs race of ``anyio.connect_tcp``), and Airflow 3.0 to 3.3 shipped with anyio 4.10 to 4.15. A
+    trigger the triggerer cancelled (its task cleared or marked, the trigger moved to another triggerer)
+    would then go on polling, and could fire, for as long as the triggerer runs.
     """
     if pending_cancellations() > before:
         raise asyncio.CancelledError("cancelled while awaiting code that swallowed the cancellation")

@@ -92,6 +92,7 @@ class PollingTrigger(BaseTrigger):
                     yield self.event(WaitOutcome.TIMEOUT, self.timeout_message()).trigger_event()
                     return
         except Exception as exc:
+            reraise_swallowed_cancellation(cancellations)  # no error event from a cancelled trigger
             self.log.exception("%s failed while waiting for %s", type(self).__name__, self.describe())
             yield WaitEvent.from_exception(
                 exc, self.error_message(exc), **self.event_fields()

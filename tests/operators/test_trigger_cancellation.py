@@ -195,3 +195,39 @@ def test_a_cancelled_ezcater_wait_stops_even_if_the_http_client_swallowed_the_ca
     assert swallower.swallowed == 1
     assert events == [], "the cancelled wait fired once the order was submitted"
     assert at_end == at_cancel, "a request was sent after the cancel"
+
+
+def test_a_cancelled_order_run_wait_sends_no_error_event_when_the_cancel_came_back_as_an_error(
+    datakitchen_sandbox: DataKitchenSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Awaited code that turns the cancellation into an error (outside any request) must not make the
+    cancelled wait report that error as its outcome."""
+    from airflow_provider_orders.hooks.datakitchen import DataKitchenHook
+    from airflow_provider_orders.triggers.datakitchen import OrderRunTrigger
+
+    dk = datakitchen_sandbox
+    order_id = DataKitchenHook().create_order(K, R, "slow")["order_id"]
+    swallower = Swallower()
+    read_runs = DataKitchenHook.aget_order_runs
+
+    async def read_then_fail_on_cancel(self: DataKitchenHook, *args: Any, **kwargs: Any) -> Any:
+        runs = await read_runs(self, *args, **kwargs)
+        await swallower.swallow_a_cancellation()
+        if swallower.swallowed:
+            raise RuntimeError("the cancellation came back as this error")
+        return runs
+
+    monkeypatch.setattr(DataKitchenHook, "aget_order_runs", read_then_fail_on_cancel)
+    trigger = OrderRunTrigger(
+        datakitchen_conn_id="datakitchen_default",
+        kitchen=K,
+        order_id=order_id,
+        poll_interval=0.1,
+        stop_on_kill=False,
+    )
+
+    events, at_cancel, at_end = _cancel_mid_request(trigger, swallower, lambda: len(dk.requests))
+
+    assert swallower.swallowed == 1
+    assert events == [], "the cancelled wait reported an error event"
+    assert at_end == at_cancel
