@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from airflow.triggers.base import BaseTrigger
 
     from airflow_provider_orders.sandbox import DataKitchenSandbox, EzCaterSandbox
+    from airflow_provider_orders.triggers.datakitchen import FinishedOrderRunsTrigger
 
 pytestmark = pytest.mark.skipif(
     sys.version_info < (3, 11), reason="Python 3.10's asyncio does not count a task's cancellations"
@@ -66,11 +67,12 @@ def _swallowing_http(monkeypatch: pytest.MonkeyPatch, swallower: Swallower) -> N
     monkeypatch.setattr(httpx.AsyncClient, "send", swallowing_send)
 
 
-def _cancel_mid_request(
-    trigger: BaseTrigger, swallower: Swallower, requests: Callable[[], int]
-) -> tuple[list[dict[str, Any]], int, int]:
-    """Run ``trigger``; once it is inside a request the swallower holds, cancel it as the triggerer does.
-    Returns its events and the API's request count at the cancel and once the trigger ended."""
+def _assert_stops_when_cancelled_mid_request(
+    trigger: BaseTrigger, swallower: Swallower, requests: Callable[[], int], what: str
+) -> None:
+    """Run ``trigger``; once it is inside the call the swallower holds, cancel it as the triggerer does.
+    It must end as cancelled, the swallower having swallowed that cancellation, with no event (``what``
+    says which one it would be) and no request sent after the cancel."""
 
     async def scenario() -> tuple[list[dict[str, Any]], int, int]:
         events: list[dict[str, Any]] = []
@@ -95,51 +97,51 @@ def _cancel_mid_request(
         assert task.cancelled(), "the trigger ended, but not as cancelled"
         return events, at_cancel, requests()
 
-    return asyncio.run(scenario())
+    events, at_cancel, at_end = asyncio.run(scenario())
+    assert swallower.swallowed == 1
+    assert events == [], f"the cancelled trigger {what}"
+    assert at_end == at_cancel, "a request was sent after the cancel"
+
+
+def _slow_order_run_wait() -> BaseTrigger:
+    """A DataKitchen run wait on an order whose run is still going (nothing to stop on kill)."""
+    from airflow_provider_orders.hooks.datakitchen import DataKitchenHook
+    from airflow_provider_orders.triggers.datakitchen import OrderRunTrigger
+
+    return OrderRunTrigger(
+        datakitchen_conn_id="datakitchen_default",
+        kitchen=K,
+        order_id=DataKitchenHook().create_order(K, R, "slow")["order_id"],
+        poll_interval=0.1,
+        stop_on_kill=False,
+    )
+
+
+def _kitchen_watcher() -> FinishedOrderRunsTrigger:
+    from airflow_provider_orders.triggers.datakitchen import FinishedOrderRunsTrigger
+
+    return FinishedOrderRunsTrigger(datakitchen_conn_id="datakitchen_default", kitchen=K, poll_interval=0.1)
 
 
 def test_a_cancelled_order_run_wait_stops_even_if_the_http_client_swallowed_the_cancel(
     datakitchen_sandbox: DataKitchenSandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from airflow_provider_orders.hooks.datakitchen import DataKitchenHook
-    from airflow_provider_orders.triggers.datakitchen import OrderRunTrigger
-
     dk = datakitchen_sandbox
-    order_id = DataKitchenHook().create_order(K, R, "slow")["order_id"]
+    trigger = _slow_order_run_wait()
     swallower = Swallower()
     _swallowing_http(monkeypatch, swallower)
-    trigger = OrderRunTrigger(
-        datakitchen_conn_id="datakitchen_default",
-        kitchen=K,
-        order_id=order_id,
-        poll_interval=0.1,
-        stop_on_kill=False,
-    )
 
-    events, at_cancel, at_end = _cancel_mid_request(trigger, swallower, lambda: len(dk.requests))
-
-    assert swallower.swallowed == 1
-    assert events == []
-    assert at_end == at_cancel, "a request was sent after the cancel"
+    _assert_stops_when_cancelled_mid_request(trigger, swallower, lambda: len(dk.requests), "fired")
 
 
 def test_a_cancelled_asset_watcher_stops_even_if_the_http_client_swallowed_the_cancel(
     datakitchen_sandbox: DataKitchenSandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from airflow_provider_orders.triggers.datakitchen import FinishedOrderRunsTrigger
-
     dk = datakitchen_sandbox
     swallower = Swallower()
     _swallowing_http(monkeypatch, swallower)
-    watcher = FinishedOrderRunsTrigger(
-        datakitchen_conn_id="datakitchen_default", kitchen=K, poll_interval=0.1
-    )
 
-    events, at_cancel, at_end = _cancel_mid_request(watcher, swallower, lambda: len(dk.requests))
-
-    assert swallower.swallowed == 1
-    assert events == []
-    assert at_end == at_cancel, "a listing was sent after the cancel"
+    _assert_stops_when_cancelled_mid_request(_kitchen_watcher(), swallower, lambda: len(dk.requests), "fired")
 
 
 def test_a_cancelled_asset_watcher_stops_even_if_its_state_store_swallowed_the_cancel(
@@ -147,13 +149,12 @@ def test_a_cancelled_asset_watcher_stops_even_if_its_state_store_swallowed_the_c
 ) -> None:
     """The watermark store (Airflow's, over the supervisor channel) is awaited outside any request:
     the watcher's own loop notices the swallowed cancellation."""
-    from airflow_provider_orders.triggers.datakitchen import FinishedOrderRunsTrigger
-
     dk = datakitchen_sandbox
     swallower = Swallower()
 
     class SwallowingStore:
-        values: dict[str, Any] = {}
+        def __init__(self) -> None:
+            self.values: dict[str, Any] = {}
 
         async def aget(self, key: str, default: Any = None) -> Any:
             return self.values.get(key, default)
@@ -162,16 +163,10 @@ def test_a_cancelled_asset_watcher_stops_even_if_its_state_store_swallowed_the_c
             await swallower.swallow_a_cancellation()
             self.values[key] = value
 
-    watcher = FinishedOrderRunsTrigger(
-        datakitchen_conn_id="datakitchen_default", kitchen=K, poll_interval=0.1
-    )
+    watcher = _kitchen_watcher()
     watcher.asset_state_store = SwallowingStore()  # type: ignore[assignment]  # what the triggerer does on 3.3
 
-    events, at_cancel, at_end = _cancel_mid_request(watcher, swallower, lambda: len(dk.requests))
-
-    assert swallower.swallowed == 1
-    assert events == []
-    assert at_end == at_cancel, "a listing was sent after the cancel"
+    _assert_stops_when_cancelled_mid_request(watcher, swallower, lambda: len(dk.requests), "fired")
 
 
 def test_a_cancelled_ezcater_wait_stops_even_if_the_http_client_swallowed_the_cancel(
@@ -190,11 +185,9 @@ def test_a_cancelled_ezcater_wait_stops_even_if_the_http_client_swallowed_the_ca
         poll_interval=0.1,
     )
 
-    events, at_cancel, at_end = _cancel_mid_request(trigger, swallower, lambda: len(ez.requests))
-
-    assert swallower.swallowed == 1
-    assert events == [], "the cancelled wait fired once the order was submitted"
-    assert at_end == at_cancel, "a request was sent after the cancel"
+    _assert_stops_when_cancelled_mid_request(
+        trigger, swallower, lambda: len(ez.requests), "fired once the order was submitted"
+    )
 
 
 def test_a_cancelled_order_run_wait_sends_no_error_event_when_the_cancel_came_back_as_an_error(
@@ -203,10 +196,9 @@ def test_a_cancelled_order_run_wait_sends_no_error_event_when_the_cancel_came_ba
     """Awaited code that turns the cancellation into an error (outside any request) must not make the
     cancelled wait report that error as its outcome."""
     from airflow_provider_orders.hooks.datakitchen import DataKitchenHook
-    from airflow_provider_orders.triggers.datakitchen import OrderRunTrigger
 
     dk = datakitchen_sandbox
-    order_id = DataKitchenHook().create_order(K, R, "slow")["order_id"]
+    trigger = _slow_order_run_wait()
     swallower = Swallower()
     read_runs = DataKitchenHook.aget_order_runs
 
@@ -218,16 +210,7 @@ def test_a_cancelled_order_run_wait_sends_no_error_event_when_the_cancel_came_ba
         return runs
 
     monkeypatch.setattr(DataKitchenHook, "aget_order_runs", read_then_fail_on_cancel)
-    trigger = OrderRunTrigger(
-        datakitchen_conn_id="datakitchen_default",
-        kitchen=K,
-        order_id=order_id,
-        poll_interval=0.1,
-        stop_on_kill=False,
+
+    _assert_stops_when_cancelled_mid_request(
+        trigger, swallower, lambda: len(dk.requests), "reported an error event"
     )
-
-    events, at_cancel, at_end = _cancel_mid_request(trigger, swallower, lambda: len(dk.requests))
-
-    assert swallower.swallowed == 1
-    assert events == [], "the cancelled wait reported an error event"
-    assert at_end == at_cancel
