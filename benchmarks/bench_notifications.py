@@ -285,13 +285,8 @@ def polling_phase(stack: NotificationStack, n: int, rng: random.Random) -> dict[
 
 
 def _asset_event_count(stack: NotificationStack, conn_id: str, key: str) -> int:
-    """Every event of the asset (the REST API pages at 100: its ``total_entries``)."""
-    uri = f"ezcater://{conn_id}/orders/{key}"
-    assets = stack.cluster.api("assets", uri_pattern=uri, limit=10)["assets"]
-    ids = [a["id"] for a in assets if a["uri"] == uri]
-    if not ids:
-        return 0
-    return int(stack.cluster.api("assets/events", asset_id=ids[0], limit=1)["total_entries"])
+    """Every event of the asset (all pages of the REST API's list)."""
+    return len(stack.cluster.asset_events(f"ezcater://{conn_id}/orders/{key}"))
 
 
 def receiver_phase(stack: NotificationStack, n: int) -> dict[str, Any]:

@@ -88,18 +88,10 @@ def ti_state(cluster: CeleryCluster, dag_id: str, run_id: str) -> dict[str, Any]
 
 def asset_events_per_order(cluster: CeleryCluster, uri: str) -> dict[str, int]:
     """order id -> asset events of ``uri`` that carry it (every page of the asset events list)."""
-    assets = cluster.api("assets", uri_pattern=uri, limit=10)["assets"]
-    ids = [a["id"] for a in assets if a["uri"] == uri]
     counts: dict[str, int] = {}
-    offset = 0
-    while ids:
-        page = cluster.api("assets/events", asset_id=ids[0], limit=100, offset=offset)
-        for event in page["asset_events"]:
-            order_id = str((event.get("extra") or {}).get("order_id"))
-            counts[order_id] = counts.get(order_id, 0) + 1
-        offset += len(page["asset_events"])
-        if not page["asset_events"] or offset >= int(page["total_entries"]):
-            break
+    for event in cluster.asset_events(uri):
+        order_id = str((event.get("extra") or {}).get("order_id"))
+        counts[order_id] = counts.get(order_id, 0) + 1
     return counts
 
 

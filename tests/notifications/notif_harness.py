@@ -71,12 +71,7 @@ class NotificationStack:
         shutil.copy(source, self.dags_folder / name)
 
     def asset_events(self, conn_id: str, key: str) -> list[dict[str, Any]]:
-        uri = f"ezcater://{conn_id}/orders/{key}"
-        assets = self.cluster.api("assets", uri_pattern=uri, limit=10)["assets"]
-        ids = [a["id"] for a in assets if a["uri"] == uri]
-        if not ids:
-            return []
-        return self._all("assets/events", "asset_events", asset_id=ids[0])
+        return self.cluster.asset_events(f"ezcater://{conn_id}/orders/{key}")
 
     def dag_runs(self, dag_id: str) -> list[dict[str, Any]]:
         return self._all(f"dags/{dag_id}/dagRuns", "dag_runs")

@@ -60,10 +60,7 @@ def asset_uri() -> str:
 
 
 def events(stack: NotificationStack) -> list[dict[str, Any]]:
-    uri = asset_uri()
-    assets = stack.cluster.api("assets", uri_pattern="datakitchen://", limit=100)["assets"]
-    ids = [a["id"] for a in assets if a["uri"] == uri]
-    return stack._all("assets/events", "asset_events", asset_id=ids[0]) if ids else []
+    return stack.cluster.asset_events(asset_uri())
 
 
 def fired_runs(stack: NotificationStack) -> list[str]:
