@@ -254,6 +254,19 @@ class AirflowCluster:
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read().decode())
 
+    def api_all(
+        self, path: str, key: str, *, read: Callable[..., Any] | None = None, **params: Any
+    ) -> list[dict[str, Any]]:
+        """Every item of a list endpoint, all pages (Airflow answers at most 100 items per request);
+        ``read`` replaces :meth:`api` for each page."""
+        read = read or self.api
+        items: list[dict[str, Any]] = []
+        while True:
+            page = read(path, limit=100, offset=len(items), **params)
+            items.extend(page[key])
+            if not page[key] or len(items) >= int(page["total_entries"]):
+                return items
+
     def asset_events(self, uri: str, **params: Any) -> list[dict[str, Any]]:
         """Every event of the asset ``uri`` (all pages); [] while Airflow knows no such asset.
 
@@ -265,19 +278,16 @@ class AirflowCluster:
         """
         assets = self.api("assets", uri_pattern=uri, limit=100)["assets"]
         ids = [a["id"] for a in assets if a["uri"] == uri]
-        events: list[dict[str, Any]] = []
-        while ids:
-            page = self._asset_events_page(asset_id=ids[0], limit=100, offset=len(events), **params)
-            events.extend(page["asset_events"])
-            if not page["asset_events"] or len(events) >= int(page["total_entries"]):
-                break
-        return events
+        if not ids:
+            return []
+        read = self._read_past_queued_runs
+        return self.api_all("assets/events", "asset_events", read=read, asset_id=ids[0], **params)
 
-    def _asset_events_page(self, **params: Any) -> dict[str, Any]:
+    def _read_past_queued_runs(self, path: str, **params: Any) -> Any:
         deadline = time.monotonic() + self.QUEUED_RUN_GRACE
         while True:
             try:
-                return dict(self.api("assets/events", **params))
+                return self.api(path, **params)
             except urllib.error.HTTPError as exc:
                 if exc.code != 500:
                     raise

@@ -74,16 +74,7 @@ class NotificationStack:
         return self.cluster.asset_events(f"ezcater://{conn_id}/orders/{key}")
 
     def dag_runs(self, dag_id: str) -> list[dict[str, Any]]:
-        return self._all(f"dags/{dag_id}/dagRuns", "dag_runs")
-
-    def _all(self, path: str, key: str, **params: Any) -> list[dict[str, Any]]:
-        """Every page of a list endpoint (Airflow answers at most 100 items per request)."""
-        items: list[dict[str, Any]] = []
-        while True:
-            page = self.cluster.api(path, limit=100, offset=len(items), **params)
-            items.extend(page[key])
-            if not page[key] or len(items) >= int(page["total_entries"]):
-                return items
+        return self.cluster.api_all(f"dags/{dag_id}/dagRuns", "dag_runs")
 
 
 def subscribe(
